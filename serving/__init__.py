@@ -1,0 +1,1 @@
+"""givetake serving: the shared predictor, archive scoring and the BentoML service."""

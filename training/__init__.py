@@ -1,0 +1,1 @@
+"""givetake training: data loading, fine-tuning, thresholds, evaluation and the model store."""

@@ -1,0 +1,106 @@
+"""Model cards: the ``README.md`` of a run, generated from its saved metrics and config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from labels.schema import load_schema
+from training.store import read_metrics
+
+
+def metrics_table(per_label: dict[str, dict[str, Any]], macro_f1: float, micro_f1: float) -> str:
+    """A Markdown table of per-label precision/recall/F1/support/threshold."""
+    rows = ["| label | precision | recall | F1 | support | threshold |", "|---|---:|---:|---:|---:|---:|"]
+    for name, m in per_label.items():
+        th = m.get("threshold")
+        rows.append(f"| `{name}` | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} | "
+                    + (f"{th:.2f} |" if th is not None else "– |"))
+    rows.append(f"| **macro** | | | **{macro_f1:.3f}** | | |")
+    rows.append(f"| micro | | | {micro_f1:.3f} | | |")
+    return "\n".join(rows)
+
+
+def _section(title: str, m: dict[str, Any]) -> list[str]:
+    out = [f"## {title}", "", metrics_table(m["per_label"], m["macro_f1"], m["micro_f1"]), ""]
+    out.append(f"Exact-match ratio {m['exact_match']:.3f}."
+               + (f" Accuracy on posts with no label {m['accuracy_on_none']:.3f} "
+                  f"({m['rows_with_no_label']} of {m['rows']} rows)." if m.get("accuracy_on_none") is not None else ""))
+    out.append("")
+    return out
+
+
+def render_card(run_dir: str | Path) -> str:
+    """The model card text of a run directory."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    schema = load_schema(run_dir / "schema.yaml")
+    config = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8")) \
+        if (run_dir / "run_config.json").is_file() else {}
+    kind = metrics.get("kind", "transformer")
+    lines = [
+        f"# givetake model `{metrics.get('run_id', run_dir.name)}`",
+        "",
+        f"Multi-label classifier of what a social-media post does ({kind}; base model "
+        f"`{metrics.get('base_model', '–')}`). Labels (schema version {schema.version}):",
+        "",
+        "| label | side | meaning |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{s.name}` | {s.side} | {s.summary} |" for s in schema.labels]
+    lines.append("")
+    data = metrics.get("data", {})
+    if data:
+        lines += ["## Training data", "",
+                  f"Sources: {', '.join(data.get('sources', [])) or '–'}.", "",
+                  "| split | rows | no label | " + " | ".join(f"`{n}`" for n in schema.names) + " |",
+                  "|---|---:|---:|" + "---:|" * len(schema.names)]
+        for split in ("train", "validation"):
+            c = data.get(split)
+            if c:
+                lines.append(f"| {split} | {c['rows']} | {c['none']} | "
+                             + " | ".join(str(c.get(n, 0)) for n in schema.names) + " |")
+        lines.append("")
+    if metrics.get("validation"):
+        lines += _section("Validation metrics (held-out split of the training corpus)", metrics["validation"])
+        lines += ["![confusion matrices](eval/validation/confusion_matrix.png)",
+                  "![precision-recall](eval/validation/pr_curve.png)", ""]
+    for name, m in (metrics.get("evaluations") or {}).items():
+        lines += _section(f"Evaluation on `{name}`", m)
+    training = metrics.get("training", {})
+    if training:
+        lines += ["## Training", "",
+                  f"{training.get('epochs_run', 0):.0f} epochs, {training.get('steps', 0)} steps, "
+                  f"{training.get('seconds', 0) / 60:.1f} minutes on {training.get('threads', '?')} CPU threads.",
+                  ""]
+    if config:
+        lines += ["Resolved configuration (`run_config.json`):", "", "```json", json.dumps(config, indent=2), "```", ""]
+    lines += [
+        "## Thresholds",
+        "",
+        "A label is predicted when its sigmoid probability is at or above its threshold "
+        "(`thresholds.json`), tuned per label on the validation split to maximise F1 within [0.05, 0.95].",
+        "",
+        "## Intended use",
+        "",
+        "Scoring public social-media posts (X/Twitter, LinkedIn, Facebook, Instagram) in English for "
+        "what they do: pitch, ask, share, converse, answer customers. Aggregate analysis of feeds and "
+        "accounts, triage of brand mentions, and coaching on posting habits.",
+        "",
+        "## Limits",
+        "",
+        "- Trained on a hand-written corpus; real feeds differ, so check the evaluation on real posts above.",
+        "- Judges the text alone: no thread, author or image. Replies out of context are hard.",
+        "- English only; sarcasm, non-standard spelling and code-mixed text lower accuracy.",
+        "- Not for decisions about individual people (moderation, hiring, credit).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(run_dir: str | Path) -> Path:
+    """Write the run's model card ``README.md`` and return its path."""
+    path = Path(run_dir) / "README.md"
+    path.write_text(render_card(run_dir), encoding="utf-8")
+    return path

@@ -1,0 +1,147 @@
+"""Evaluation: metrics for multi-label predictions, written as JSON, text and plots.
+
+One code path scores every model (fine-tuned, baseline, exported): ``evaluate_scores`` takes
+the true labels, the probabilities and the thresholds, and ``write_report`` writes
+``eval_results.json``, ``report.txt``, ``confusion_matrix.png`` and ``pr_curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.thresholds import apply_thresholds
+
+EVAL_FILE = "eval_results.json"
+
+
+def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """Per-label precision/recall/F1/support, micro/macro F1, exact match, none-accuracy.
+
+    ``accuracy_on_none`` is the share of posts with no true label for which the model also
+    predicts no label: the classifier must say "none" for most of a real feed.
+    """
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0,
+                                                 labels=list(range(len(label_names))))
+    none_rows = y_true.sum(axis=1) == 0
+    return {
+        "per_label": {
+            name: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]), "support": int(s[j])}
+            for j, name in enumerate(label_names)
+        },
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "exact_match": float((y_true == y_pred).all(axis=1).mean()) if len(y_true) else 0.0,
+        "accuracy_on_none": float((y_pred[none_rows].sum(axis=1) == 0).mean()) if none_rows.any() else None,
+        "rows": int(len(y_true)),
+        "rows_with_no_label": int(none_rows.sum()),
+    }
+
+
+def evaluate_scores(y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
+                    label_names: list[str]) -> dict[str, Any]:
+    """Metrics of thresholded probabilities, with the thresholds and macro average precision."""
+    from sklearn.metrics import average_precision_score
+
+    metrics = compute_metrics(y_true, apply_thresholds(probs, thresholds, label_names), label_names)
+    ap = {}
+    for j, name in enumerate(label_names):
+        ap[name] = float(average_precision_score(y_true[:, j], probs[:, j])) if y_true[:, j].any() else None
+        metrics["per_label"][name]["average_precision"] = ap[name]
+        metrics["per_label"][name]["threshold"] = thresholds[name]
+    known = [v for v in ap.values() if v is not None]
+    metrics["macro_average_precision"] = float(np.mean(known)) if known else None
+    return metrics
+
+
+def format_report(metrics: dict[str, Any], title: str = "") -> str:
+    """A fixed-width text table of the metrics."""
+    lines = [title] if title else []
+    lines.append(f"{'label':<24}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}{'thresh':>8}")
+    for name, m in metrics["per_label"].items():
+        th = m.get("threshold")
+        lines.append(
+            f"{name:<24}{m['precision']:>7.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9d}"
+            + (f"{th:>8.2f}" if th is not None else "")
+        )
+    lines.append("")
+    lines.append(f"macro-F1 {metrics['macro_f1']:.3f}   micro-F1 {metrics['micro_f1']:.3f}   "
+                 f"exact match {metrics['exact_match']:.3f}")
+    if metrics.get("accuracy_on_none") is not None:
+        lines.append(f"accuracy on posts with no label {metrics['accuracy_on_none']:.3f} "
+                     f"({metrics['rows_with_no_label']} of {metrics['rows']} rows)")
+    return "\n".join(lines)
+
+
+def _plot_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import multilabel_confusion_matrix
+
+    cms = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(len(label_names))))
+    fig, axes = plt.subplots(1, len(label_names), figsize=(3.2 * len(label_names), 3.4))
+    for ax, cm, name in zip(np.atleast_1d(axes), cms, label_names):
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center",
+                    color="white" if v > cm.max() / 2 else "black")
+        ax.set_xticks([0, 1], ["pred no", "pred yes"])
+        ax.set_yticks([0, 1], ["true no", "true yes"])
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_pr(path: Path, y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
+             label_names: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for j, name in enumerate(label_names):
+        if not y_true[:, j].any():
+            continue
+        prec, rec, cuts = precision_recall_curve(y_true[:, j], probs[:, j])
+        line = ax.plot(rec, prec, label=name)[0]
+        k = int(np.searchsorted(cuts, thresholds[name])) if len(cuts) else 0
+        k = min(k, len(cuts) - 1)
+        ax.plot(rec[k], prec[k], "o", color=line.get_color())
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Precision-recall per label (dot: chosen threshold)")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out_dir: str | Path, y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
+                 label_names: list[str], title: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compute metrics and write ``eval_results.json``, ``report.txt`` and the two PNGs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    y_true = np.asarray(y_true).astype(int)
+    metrics = evaluate_scores(y_true, probs, thresholds, label_names)
+    if extra:
+        metrics.update(extra)
+    (out / EVAL_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (out / "report.txt").write_text(format_report(metrics, title) + "\n", encoding="utf-8")
+    _plot_confusion(out / "confusion_matrix.png", y_true, apply_thresholds(probs, thresholds, label_names),
+                    label_names)
+    _plot_pr(out / "pr_curve.png", y_true, probs, thresholds, label_names)
+    return metrics

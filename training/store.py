@@ -1,0 +1,109 @@
+"""The model store: run directories under ``models/`` and their twins in the BentoML store.
+
+A run directory holds everything needed to predict: weights (safetensors), tokenizer,
+``config.json`` (id2label/label2id), ``schema.yaml`` (the labels it was trained on),
+``thresholds.json``, ``run_config.json``, ``metrics.json`` and the model card ``README.md``.
+The same files are registered in the BentoML model store as ``givetake:<run-id>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+MODEL_NAME = "givetake"
+METRICS_FILE = "metrics.json"
+REQUIRED_FILES = ("config.json", "model.safetensors", "schema.yaml", "thresholds.json")
+
+
+class ModelNotFound(FileNotFoundError):
+    """A model reference (directory or store tag) does not lead to a usable model."""
+
+
+def new_run_id() -> str:
+    """A sortable, store-safe run id such as ``20261123-221530``."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """The ``metrics.json`` of a run (empty if the run has none)."""
+    path = Path(run_dir, METRICS_FILE)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> None:
+    """Write ``metrics.json`` into a run directory."""
+    Path(run_dir, METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The flat figures kept as BentoML metadata (metadata values must be simple)."""
+    out: dict[str, Any] = {}
+    for split in ("validation", "dev"):
+        m = metrics.get(split) or {}
+        for key in ("macro_f1", "micro_f1", "exact_match"):
+            if isinstance(m.get(key), (int, float)):
+                out[f"{split}_{key}"] = round(float(m[key]), 4)
+    return out
+
+
+def register(run_dir: str | Path, run_id: str) -> str:
+    """Copy a run into the BentoML model store as ``givetake:<run_id>``; return the tag."""
+    import bentoml
+
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    metadata = {"run_id": run_id, **_summary(metrics)}
+    labels = {"source": "givetake-train"}
+    with bentoml.models.create(f"{MODEL_NAME}:{run_id}", labels=labels, metadata=metadata) as ref:
+        shutil.copytree(run_dir, ref.path, dirs_exist_ok=True)
+    return f"{MODEL_NAME}:{run_id}"
+
+
+def resolve_model(ref: str | Path) -> Path:
+    """The directory of a model given as a run directory or a BentoML tag (``givetake:latest``).
+
+    Raises :class:`ModelNotFound` naming the reference and what is missing.
+    """
+    path = Path(ref)
+    if path.is_dir():
+        model_dir = path
+    elif os.sep in str(ref) or str(ref).startswith("."):
+        raise ModelNotFound(f"model directory {path} does not exist")
+    else:
+        import bentoml
+        from bentoml.exceptions import BentoMLException
+
+        try:
+            model_dir = Path(bentoml.models.get(str(ref)).path)
+        except BentoMLException as exc:
+            raise ModelNotFound(
+                f"{ref!r} is neither a model directory nor a model in the BentoML store "
+                f"({exc}); train one with `givetake train`"
+            ) from None
+    missing = [f for f in REQUIRED_FILES if not (model_dir / f).is_file()]
+    if missing:
+        raise ModelNotFound(f"{model_dir} is not a givetake model: missing {', '.join(missing)}")
+    return model_dir
+
+
+def list_runs(models_dir: str | Path = "models") -> list[dict[str, Any]]:
+    """One row per run directory under ``models_dir``, newest first, with its metrics."""
+    rows = []
+    root = Path(models_dir)
+    if not root.is_dir():
+        return rows
+    for run in sorted((p for p in root.iterdir() if p.is_dir() and (p / METRICS_FILE).is_file()),
+                      reverse=True):
+        metrics = read_metrics(run)
+        rows.append({"run": run.name, "path": str(run), "kind": metrics.get("kind", "transformer"),
+                     **_summary(metrics)})
+    return rows

