@@ -203,9 +203,12 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
     )
     try:
         result = trainer.train()
-        logits = trainer.predict(val_ds).predictions
-        probs = sigmoid(logits[0] if isinstance(logits, tuple) else logits)
-        thresholds = tune_thresholds(val_posts.y, probs, schema.names)
+        # The length-grouped sampler also reorders evaluation: take the labels that come back
+        # with the predictions, never val_posts.y, so rows stay aligned.
+        pred = trainer.predict(val_ds)
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        probs, y_val = sigmoid(logits), np.asarray(pred.label_ids).astype(int)
+        thresholds = tune_thresholds(y_val, probs, schema.names)
 
         run_dir.mkdir(parents=True)
         trainer.save_model(str(run_dir))
@@ -217,7 +220,7 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
     schema.save(run_dir / "schema.yaml")
     save_thresholds(run_dir, thresholds)
     save_configs(run_dir / "run_config.json", model_cfg, data_cfg, train_cfg)
-    val_metrics = write_report(run_dir / "eval" / "validation", val_posts.y, probs, thresholds, schema.names,
+    val_metrics = write_report(run_dir / "eval" / "validation", y_val, probs, thresholds, schema.names,
                                title=f"givetake {run_id}: validation split ({len(val_posts)} rows)")
     history = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
     metrics = {

