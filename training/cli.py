@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from serving.commands import score, serve
 from training.config import (
     CONFIG_CLASSES,
     ConfigError,
@@ -158,6 +159,10 @@ def models(
     for r in rows:
         typer.echo(f"{r['run']:<34}{r['kind']:<13}{r.get('validation_macro_f1', float('nan')):>13.3f}"
                    f"{r.get('validation_micro_f1', float('nan')):>13.3f}")
+
+
+app.command()(serve)
+app.command()(score)
 
 
 def main() -> None:

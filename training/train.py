@@ -133,8 +133,11 @@ def _threshold_metrics(label_names: list[str]) -> Any:
 
 
 def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
-          progress: bool = True) -> Path:
-    """Fine-tune, tune thresholds, evaluate on validation and save the run; return its directory."""
+          progress: bool = True, callbacks: list[Any] | None = None) -> Path:
+    """Fine-tune, tune thresholds, evaluate on validation and save the run; return its directory.
+
+    ``callbacks`` are extra transformers ``TrainerCallback`` objects (e.g. for experiments).
+    """
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments
     from transformers import logging as hf_logging
@@ -187,7 +190,7 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
-    callbacks = []
+    callbacks = list(callbacks or [])
     if train_cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience))
     trainer = _trainer_class()(

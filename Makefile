@@ -1,0 +1,56 @@
+# givetake: `make serve` (install, train the default model if none, serve) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GIVETAKE := $(VENV)/bin/givetake
+SHARED ?= ../shared
+export BENTOML_DO_NOT_TRACK := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install serve model test test-slow lint format labels-table quality bench clean
+
+# torch is pinned and installed first: on these machines torch==2.13.0 is a CPU wheel on disk,
+# while an open range lets pip pull the CUDA build and several GB of packages.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Train the default model (shipped corpus, default base model) unless the store has one.
+model: install
+	@$(PY) -c "import bentoml; bentoml.models.get('givetake:latest')" 2>/dev/null \
+	  && echo "givetake:latest is in the BentoML store; \`make model\` keeps it (givetake train makes a new one)" \
+	  || $(GIVETAKE) train
+
+serve: model
+	$(GIVETAKE) serve
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+lint: install
+	$(VENV)/bin/ruff check training serving labels tests bench
+	$(VENV)/bin/ruff format --check training serving labels tests bench
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format training serving labels tests bench
+	$(VENV)/bin/ruff check --fix training serving labels tests bench
+
+# Refresh the counts table in labels/README.md from the corpus.
+labels-table: install
+	$(PY) -m labels.stats --write labels/README.md
+
+# Fine-tuned model vs baseline on the real gold dev set -> bench/RESULTS.md (needs ../shared).
+quality: install
+	$(PY) bench/quality.py --gold $(SHARED)/data/gold/dev.jsonl
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

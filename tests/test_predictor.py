@@ -1,0 +1,89 @@
+"""The shared predictor on the tiny trained model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.predictor import ModelLoadError, Predictor
+from training.store import ModelNotFound
+from training.thresholds import save_thresholds
+
+TEXTS = ["@user so sorry, please DM us your order number", "Our summer sale starts now!", "lovely walk today"]
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run: Path) -> Predictor:
+    return Predictor(trained_run)
+
+
+def test_predictions_have_labels_scores_and_truncation(predictor: Predictor) -> None:
+    out = predictor.predict(TEXTS)
+    assert len(out) == 3
+    for pred in out:
+        assert set(pred) == {"labels", "scores", "truncated"}
+        assert list(pred["scores"]) == predictor.labels
+        assert all(0.0 <= v <= 1.0 for v in pred["scores"].values())
+        assert pred["labels"] == [n for n in predictor.labels if pred["scores"][n] >= predictor.thresholds[n] - 5e-5]
+        assert pred["truncated"] is False
+    assert predictor.predict([]) == []
+
+
+def test_order_and_batching_do_not_change_scores(predictor: Predictor) -> None:
+    texts = TEXTS + ["a much longer post " * 10, "hi"]
+    probs, _ = predictor.predict_proba(texts)
+    one_by_one = np.vstack([predictor.predict_proba([t])[0] for t in texts])
+    assert np.allclose(probs, one_by_one, atol=1e-5)
+    rev, _ = predictor.predict_proba(texts[::-1])
+    assert np.allclose(rev[::-1], probs, atol=1e-5)
+
+
+def test_sigmoid_scores_are_independent(predictor: Predictor) -> None:
+    probs, _ = predictor.predict_proba(TEXTS)
+    # a softmax would make every row sum to 1
+    assert not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
+def test_truncation_flag(predictor: Predictor) -> None:
+    long_text = "great " * (predictor.max_length + 20)
+    _, flags = predictor.predict_proba([long_text, "short one"])
+    assert flags == [True, False]
+
+
+def test_thresholds_drive_labels(trained_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    names = Predictor(copy).labels
+    save_thresholds(copy, {n: 0.0 for n in names})
+    assert all(p["labels"] == names for p in Predictor(copy).predict(TEXTS))
+    save_thresholds(copy, {n: 1.0 for n in names})
+    assert all(p["labels"] == [] for p in Predictor(copy).predict(TEXTS))
+
+
+def test_loads_from_the_bentoml_store(trained_run: Path) -> None:
+    by_tag = Predictor("givetake:tiny")
+    by_dir = Predictor(trained_run)
+    assert np.allclose(by_tag.predict_proba(TEXTS)[0], by_dir.predict_proba(TEXTS)[0])
+
+
+def test_missing_or_broken_model_directories(trained_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match="does not exist"):
+        Predictor(tmp_path / "nope")
+    with pytest.raises(ModelNotFound, match="neither a model directory nor a model in the BentoML store"):
+        Predictor("givetake:no-such-version")
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    (broken / "thresholds.json").unlink()
+    with pytest.raises(ModelNotFound, match="missing thresholds.json"):
+        Predictor(broken)
+
+
+def test_pickle_files_are_refused(trained_run: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "pickled"
+    shutil.copytree(trained_run, bad)
+    (bad / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        Predictor(bad)
