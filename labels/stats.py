@@ -21,7 +21,7 @@ _WORD = re.compile(r"\w+")
 
 def corpus_rows(seed_dir: str | Path = SEED_DIR) -> list[dict[str, Any]]:
     """Every row of every ``*.jsonl`` file in ``seed_dir``, with its file name as ``file``."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(Path(seed_dir).glob("*.jsonl")):
         with path.open(encoding="utf-8") as fh:
             rows.extend({**json.loads(line), "file": path.name} for line in fh if line.strip())
@@ -63,6 +63,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     head = "| label | " + " | ".join(platforms) + " | all |"
     lines = [head, "|---|" + "---:|" * (len(platforms) + 1)]
     for name in [*names, "(no label)", "(2+ labels)", "(posts)"]:
+
         def hit(r: dict[str, Any], name: str = name) -> bool:
             if name == "(no label)":
                 return not r["labels"]
@@ -86,8 +87,10 @@ def main() -> None:
     table = render_table(rows)
     pairs = near_duplicate_pairs([r["text"] for r in rows])
     n = len(rows)
-    summary = (f"{n} posts in {len({r['file'] for r in rows})} files; near-duplicate pairs (word-trigram "
-               f"Jaccard > 0.6): {len(pairs)} of {n * (n - 1) // 2:,} pairs.")
+    summary = (
+        f"{n} posts in {len({r['file'] for r in rows})} files; near-duplicate pairs (word-trigram "
+        f"Jaccard > 0.6): {len(pairs)} of {n * (n - 1) // 2:,} pairs."
+    )
     if not args.write:
         print(table + "\n\n" + summary)
         return

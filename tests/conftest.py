@@ -71,8 +71,14 @@ def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizer(vocab_file=str(out / "vocab.txt"))
     tokenizer.save_pretrained(out)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=160)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=160,
+    )
     BertModel(config).save_pretrained(out)
     return out
 
@@ -85,9 +91,25 @@ def trained_run(tiny_base_model: Path, small_data: Path, tmp_path_factory: pytes
     from training.cli import app
 
     out = tmp_path_factory.mktemp("models")
-    result = CliRunner().invoke(app, [
-        "train", "--base-model", str(tiny_base_model), "--data", str(small_data), "--output-dir", str(out),
-        "--run-id", "tiny", "--epochs", "2", "--batch-size", "16", "--max-length", "48",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--base-model",
+            str(tiny_base_model),
+            "--data",
+            str(small_data),
+            "--output-dir",
+            str(out),
+            "--run-id",
+            "tiny",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "48",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out / "tiny"

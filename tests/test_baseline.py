@@ -11,8 +11,9 @@ from training.cli import app
 
 
 def test_baseline_command(tmp_path: Path, small_data: Path) -> None:
-    result = CliRunner().invoke(app, ["baseline", "--data", str(small_data), "--output-dir", str(tmp_path),
-                                      "--eval", str(small_data)])
+    result = CliRunner().invoke(
+        app, ["baseline", "--data", str(small_data), "--output-dir", str(tmp_path), "--eval", str(small_data)]
+    )
     assert result.exit_code == 0, result.output
     (run,) = tmp_path.iterdir()
     assert run.name.endswith("-baseline")

@@ -11,15 +11,20 @@ import pytest
 
 
 def _givetake(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "--data", "/no/such/file.jsonl"], "error: /no/such/file.jsonl: no such file or directory"),
-    (["train", "--epochs", "0"], "error: --epochs must be at least 1, got 0"),
-    (["evaluate", "--model", "/no/such/run", "--data", "x.jsonl"], "error: model directory /no/such/run does not exist"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--data", "/no/such/file.jsonl"], "error: /no/such/file.jsonl: no such file or directory"),
+        (["train", "--epochs", "0"], "error: --epochs must be at least 1, got 0"),
+        (
+            ["evaluate", "--model", "/no/such/run", "--data", "x.jsonl"],
+            "error: model directory /no/such/run does not exist",
+        ),
+    ],
+)
 def test_user_errors_are_one_line(args: list[str], message: str) -> None:
     result = _givetake(*args)
     assert result.returncode == 2

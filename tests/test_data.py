@@ -21,20 +21,39 @@ def _jsonl(path: Path, rows: list[object]) -> Path:
 
 
 def test_jsonl_with_label_lists(tmp_path: Path) -> None:
-    p = _jsonl(tmp_path / "a.jsonl", [{"text": "buy our socks", "labels": ["pitch"]},
-                                      {"text": "lovely day", "labels": []},
-                                      {"text": "RT to win our socks", "labels": ["pitch", "ask"]}])
+    p = _jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"text": "buy our socks", "labels": ["pitch"]},
+            {"text": "lovely day", "labels": []},
+            {"text": "RT to win our socks", "labels": ["pitch", "ask"]},
+        ],
+    )
     posts = load_file(p, SCHEMA)
     assert posts.texts[0] == "buy our socks"
     assert posts.y.tolist() == [[1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 0, 0, 0]]
-    assert posts.counts() == {"pitch": 2, "ask": 1, "helpful_share": 0, "conversation_starter": 0,
-                              "customer_service_reply": 0, "none": 1, "rows": 3}
+    assert posts.counts() == {
+        "pitch": 2,
+        "ask": 1,
+        "helpful_share": 0,
+        "conversation_starter": 0,
+        "customer_service_reply": 0,
+        "none": 1,
+        "rows": 3,
+    }
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("pitch|ask", ["pitch", "ask"]), ("pitch, ask", ["pitch", "ask"]), ("", []), (None, []),
-    ('["ask"]', ["ask"]), (["helpful_share"], ["helpful_share"]),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("pitch|ask", ["pitch", "ask"]),
+        ("pitch, ask", ["pitch", "ask"]),
+        ("", []),
+        (None, []),
+        ('["ask"]', ["ask"]),
+        (["helpful_share"], ["helpful_share"]),
+    ],
+)
 def test_parse_labels(value: object, expected: list[str]) -> None:
     assert parse_labels(value) == expected
 
@@ -74,8 +93,10 @@ def test_unknown_label_lists_known_ones(tmp_path: Path) -> None:
     p = _jsonl(tmp_path / "d.jsonl", [{"text": "ok", "labels": []}, {"text": "x", "labels": ["spam"]}])
     with pytest.raises(DataError) as err:
         load_file(p, SCHEMA)
-    assert str(err.value) == (f"{p}, line 2: unknown label 'spam'; known labels: pitch, ask, helpful_share, "
-                              "conversation_starter, customer_service_reply")
+    assert str(err.value) == (
+        f"{p}, line 2: unknown label 'spam'; known labels: pitch, ask, helpful_share, "
+        "conversation_starter, customer_service_reply"
+    )
 
 
 def test_bad_json_line_is_named(tmp_path: Path) -> None:
@@ -84,11 +105,14 @@ def test_bad_json_line_is_named(tmp_path: Path) -> None:
         load_file(p, SCHEMA)
 
 
-@pytest.mark.parametrize("row,problem", [
-    ({"labels": []}, "missing text column 'text'"),
-    ({"text": "   ", "labels": []}, "empty text in column 'text'"),
-    ({"text": None, "labels": []}, "empty text in column 'text'"),
-])
+@pytest.mark.parametrize(
+    "row,problem",
+    [
+        ({"labels": []}, "missing text column 'text'"),
+        ({"text": "   ", "labels": []}, "empty text in column 'text'"),
+        ({"text": None, "labels": []}, "empty text in column 'text'"),
+    ],
+)
 def test_missing_or_empty_text(tmp_path: Path, row: dict, problem: str) -> None:
     p = _jsonl(tmp_path / "f.jsonl", [{"text": "fine", "labels": []}, row])
     with pytest.raises(DataError) as err:

@@ -80,16 +80,22 @@ def test_near_duplicates_below_two_percent_of_pairs(rows: list[dict]) -> None:
 
 
 def test_near_duplicate_check_detects_templates() -> None:
-    templated = [f"Win a brand new {thing} from our shop today, just follow and retweet to enter" for thing in
-                 ("phone", "bike", "kettle", "laptop")]
+    templated = [
+        f"Win a brand new {thing} from our shop today, just follow and retweet to enter"
+        for thing in ("phone", "bike", "kettle", "laptop")
+    ]
     assert len(near_duplicate_pairs(templated, threshold=0.6)) == 6
     assert near_duplicate_pairs(["the cat sat on the mat", "a dog ran in the park"], threshold=0.6) == []
 
 
 @needs_shared(SHARED / "tools" / "check_copied_rows.py")
 def test_no_rows_copied_from_shared_data() -> None:
-    result = subprocess.run([sys.executable, str(SHARED / "tools" / "check_copied_rows.py"), str(ROOT)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(SHARED / "tools" / "check_copied_rows.py"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:]
 
 
@@ -98,7 +104,6 @@ def test_label_table_in_readme_is_current() -> None:
 
     readme = (ROOT / "labels" / "README.md").read_text(encoding="utf-8")
     assert render_table(corpus_rows(SEED_DIR)) in readme, "run `make labels-table` to refresh labels/README.md"
-
 
 
 @needs_shared(GOLD_DEV)

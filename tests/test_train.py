@@ -18,9 +18,19 @@ from training.train import pos_weights, resolve_base_model
 
 def test_run_directory_holds_everything_to_predict(trained_run: Path) -> None:
     names = load_schema().names
-    for f in ("model.safetensors", "config.json", "tokenizer.json", "schema.yaml", "thresholds.json",
-              "run_config.json", "metrics.json", "README.md", "eval/validation/eval_results.json",
-              "eval/validation/confusion_matrix.png", "eval/validation/pr_curve.png"):
+    for f in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "schema.yaml",
+        "thresholds.json",
+        "run_config.json",
+        "metrics.json",
+        "README.md",
+        "eval/validation/eval_results.json",
+        "eval/validation/confusion_matrix.png",
+        "eval/validation/pr_curve.png",
+    ):
         assert (trained_run / f).is_file(), f
     config = json.loads((trained_run / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
@@ -56,8 +66,10 @@ def test_models_command_lists_runs(trained_run: Path) -> None:
 
 def test_config_file_with_flag_override(tmp_path: Path, tiny_base_model: Path, small_data: Path) -> None:
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"base_model: {tiny_base_model}\ndata: [{small_data}]\nepochs: 3\nmax_steps: 1\n"
-                   f"run_id: fromfile\noutput_dir: {tmp_path}\nregister: false\nmax_length: 32\n")
+    cfg.write_text(
+        f"base_model: {tiny_base_model}\ndata: [{small_data}]\nepochs: 3\nmax_steps: 1\n"
+        f"run_id: fromfile\noutput_dir: {tmp_path}\nregister: false\nmax_length: 32\n"
+    )
     result = CliRunner().invoke(app, ["train", "--config", str(cfg), "--max-length", "40"])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "fromfile" / "run_config.json").read_text())
@@ -95,7 +107,20 @@ def test_default_base_model_comes_from_the_package() -> None:
 
 @pytest.mark.slow
 def test_real_base_model_trains_briefly(tmp_path: Path, small_data: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--data", str(small_data), "--max-steps", "2",
-                                      "--output-dir", str(tmp_path), "--run-id", "real", "--no-register"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(small_data),
+            "--max-steps",
+            "2",
+            "--output-dir",
+            str(tmp_path),
+            "--run-id",
+            "real",
+            "--no-register",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "real" / "model.safetensors").stat().st_size > 10_000_000

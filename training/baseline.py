@@ -32,13 +32,13 @@ class TfidfBaseline:
         from sklearn.multiclass import OneVsRestClassifier
         from sklearn.pipeline import FeatureUnion, make_pipeline
 
-        features = FeatureUnion([
-            ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)),
-        ])
-        clf = OneVsRestClassifier(
-            LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
+        features = FeatureUnion(
+            [
+                ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)),
+                ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)),
+            ]
         )
+        clf = OneVsRestClassifier(LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed))
         self.pipeline = make_pipeline(features, clf)
 
     def fit(self, posts: LabelledPosts) -> TfidfBaseline:
@@ -51,8 +51,9 @@ class TfidfBaseline:
         return np.asarray(self.pipeline.predict_proba([normalize(t) for t in texts]))
 
 
-def run_baseline(data_cfg: DataConfig, train_cfg: TrainConfig,
-                 eval_files: list[str] | None = None) -> tuple[Path, dict[str, Any]]:
+def run_baseline(
+    data_cfg: DataConfig, train_cfg: TrainConfig, eval_files: list[str] | None = None
+) -> tuple[Path, dict[str, Any]]:
     """Train the baseline on the split the transformer would use; save metrics and reports."""
     started = time.time()
     schema = load_schema(data_cfg.schema)
@@ -75,17 +76,31 @@ def run_baseline(data_cfg: DataConfig, train_cfg: TrainConfig,
         "base_model": "tfidf-logreg",
         "schema_version": schema.version,
         "labels": schema.names,
-        "validation": write_report(run_dir / "eval" / "validation", val_posts.y, val_probs, thresholds,
-                                   schema.names, title=f"baseline {run_id}: validation split"),
-        "data": {"train": train_posts.counts(), "validation": val_posts.counts(),
-                 "sources": sorted(set(posts.sources))},
+        "validation": write_report(
+            run_dir / "eval" / "validation",
+            val_posts.y,
+            val_probs,
+            thresholds,
+            schema.names,
+            title=f"baseline {run_id}: validation split",
+        ),
+        "data": {
+            "train": train_posts.counts(),
+            "validation": val_posts.counts(),
+            "sources": sorted(set(posts.sources)),
+        },
         "evaluations": {},
     }
     for path in eval_files or []:
         other = load_posts([path], schema, data_cfg.text_column, data_cfg.labels_column)
         metrics["evaluations"][Path(path).name] = write_report(
-            run_dir / "eval" / Path(path).stem, other.y, model.predict_proba(other.texts), thresholds,
-            schema.names, title=f"baseline {run_id}: {path}")
+            run_dir / "eval" / Path(path).stem,
+            other.y,
+            model.predict_proba(other.texts),
+            thresholds,
+            schema.names,
+            title=f"baseline {run_id}: {path}",
+        )
     metrics["training"] = {"seconds": round(time.time() - started, 1)}
     write_metrics(run_dir, metrics)
     write_card(run_dir)

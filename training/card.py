@@ -15,8 +15,10 @@ def metrics_table(per_label: dict[str, dict[str, Any]], macro_f1: float, micro_f
     rows = ["| label | precision | recall | F1 | support | threshold |", "|---|---:|---:|---:|---:|---:|"]
     for name, m in per_label.items():
         th = m.get("threshold")
-        rows.append(f"| `{name}` | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} | "
-                    + (f"{th:.2f} |" if th is not None else "– |"))
+        rows.append(
+            f"| `{name}` | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} | "
+            + (f"{th:.2f} |" if th is not None else "– |")
+        )
     rows.append(f"| **macro** | | | **{macro_f1:.3f}** | | |")
     rows.append(f"| micro | | | {micro_f1:.3f} | | |")
     return "\n".join(rows)
@@ -24,9 +26,15 @@ def metrics_table(per_label: dict[str, dict[str, Any]], macro_f1: float, micro_f
 
 def _section(title: str, m: dict[str, Any]) -> list[str]:
     out = [f"## {title}", "", metrics_table(m["per_label"], m["macro_f1"], m["micro_f1"]), ""]
-    out.append(f"Exact-match ratio {m['exact_match']:.3f}."
-               + (f" Accuracy on posts with no label {m['accuracy_on_none']:.3f} "
-                  f"({m['rows_with_no_label']} of {m['rows']} rows)." if m.get("accuracy_on_none") is not None else ""))
+    out.append(
+        f"Exact-match ratio {m['exact_match']:.3f}."
+        + (
+            f" Accuracy on posts with no label {m['accuracy_on_none']:.3f} "
+            f"({m['rows_with_no_label']} of {m['rows']} rows)."
+            if m.get("accuracy_on_none") is not None
+            else ""
+        )
+    )
     out.append("")
     return out
 
@@ -36,8 +44,11 @@ def render_card(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     schema = load_schema(run_dir / "schema.yaml")
-    config = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8")) \
-        if (run_dir / "run_config.json").is_file() else {}
+    config = (
+        json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
+        if (run_dir / "run_config.json").is_file()
+        else {}
+    )
     kind = metrics.get("kind", "transformer")
     lines = [
         f"# givetake model `{metrics.get('run_id', run_dir.name)}`",
@@ -52,28 +63,41 @@ def render_card(run_dir: str | Path) -> str:
     lines.append("")
     data = metrics.get("data", {})
     if data:
-        lines += ["## Training data", "",
-                  f"Sources: {', '.join(data.get('sources', [])) or '–'}.", "",
-                  "| split | rows | no label | " + " | ".join(f"`{n}`" for n in schema.names) + " |",
-                  "|---|---:|---:|" + "---:|" * len(schema.names)]
+        lines += [
+            "## Training data",
+            "",
+            f"Sources: {', '.join(data.get('sources', [])) or '–'}.",
+            "",
+            "| split | rows | no label | " + " | ".join(f"`{n}`" for n in schema.names) + " |",
+            "|---|---:|---:|" + "---:|" * len(schema.names),
+        ]
         for split in ("train", "validation"):
             c = data.get(split)
             if c:
-                lines.append(f"| {split} | {c['rows']} | {c['none']} | "
-                             + " | ".join(str(c.get(n, 0)) for n in schema.names) + " |")
+                lines.append(
+                    f"| {split} | {c['rows']} | {c['none']} | "
+                    + " | ".join(str(c.get(n, 0)) for n in schema.names)
+                    + " |"
+                )
         lines.append("")
     if metrics.get("validation"):
         lines += _section("Validation metrics (held-out split of the training corpus)", metrics["validation"])
-        lines += ["![confusion matrices](eval/validation/confusion_matrix.png)",
-                  "![precision-recall](eval/validation/pr_curve.png)", ""]
+        lines += [
+            "![confusion matrices](eval/validation/confusion_matrix.png)",
+            "![precision-recall](eval/validation/pr_curve.png)",
+            "",
+        ]
     for name, m in (metrics.get("evaluations") or {}).items():
         lines += _section(f"Evaluation on `{name}`", m)
     training = metrics.get("training", {})
     if training:
-        lines += ["## Training", "",
-                  f"{training.get('epochs_run', 0):.0f} epochs, {training.get('steps', 0)} steps, "
-                  f"{training.get('seconds', 0) / 60:.1f} minutes on {training.get('threads', '?')} CPU threads.",
-                  ""]
+        lines += [
+            "## Training",
+            "",
+            f"{training.get('epochs_run', 0):.0f} epochs, {training.get('steps', 0)} steps, "
+            f"{training.get('seconds', 0) / 60:.1f} minutes on {training.get('threads', '?')} CPU threads.",
+            "",
+        ]
     if config:
         lines += ["Resolved configuration (`run_config.json`):", "", "```json", json.dumps(config, indent=2), "```", ""]
     lines += [

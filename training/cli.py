@@ -16,7 +16,6 @@ from training.config import (
     CONFIG_CLASSES,
     ConfigError,
     DataConfig,
-    ModelConfig,
     TrainConfig,
     build_configs,
     read_config_file,
@@ -25,8 +24,7 @@ from training.config import (
 
 app = typer.Typer(
     name="givetake",
-    help="Tell what a social-media post does: pitch, ask, helpful_share, conversation_starter, "
-    "customer_service_reply.",
+    help="Tell what a social-media post does: pitch, ask, helpful_share, conversation_starter, customer_service_reply.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -42,8 +40,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from training.data import DataError
     from training.store import ModelNotFound
 
-    errors: list[type[BaseException]] = [UserError, ConfigError, DataError, SchemaError, ModelNotFound,
-                                         FileExistsError]
+    errors: list[type[BaseException]] = [UserError, ConfigError, DataError, SchemaError, ModelNotFound, FileExistsError]
     try:
         from serving.predictor import ModelLoadError
 
@@ -84,8 +81,11 @@ def train(
 
     metrics = read_metrics(run_dir)
     typer.echo((run_dir / "eval" / "validation" / "report.txt").read_text(encoding="utf-8"))
-    typer.echo(f"saved {run_dir}" + (f" and {metrics['bentoml_tag']}" if metrics.get("bentoml_tag") else "")
-               + f" in {metrics['training']['seconds'] / 60:.1f} min")
+    typer.echo(
+        f"saved {run_dir}"
+        + (f" and {metrics['bentoml_tag']}" if metrics.get("bentoml_tag") else "")
+        + f" in {metrics['training']['seconds'] / 60:.1f} min"
+    )
 
 
 @app.command()
@@ -108,8 +108,14 @@ def evaluate(
     probs, _ = predictor.predict_proba(posts.texts)
     name = "+".join(p.stem for p in data)
     out_dir = out or predictor.model_dir / "eval" / name
-    metrics = write_report(out_dir, posts.y, probs, predictor.thresholds, predictor.labels,
-                           title=f"{model} on {', '.join(map(str, data))} ({len(posts)} rows)")
+    metrics = write_report(
+        out_dir,
+        posts.y,
+        probs,
+        predictor.thresholds,
+        predictor.labels,
+        title=f"{model} on {', '.join(map(str, data))} ({len(posts)} rows)",
+    )
     typer.echo((out_dir / "report.txt").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out_dir}/eval_results.json, report.txt, confusion_matrix.png, pr_curve.png")
     if Path(model).is_dir():
@@ -132,8 +138,9 @@ def baseline(
     from training.baseline import run_baseline
 
     _, data_cfg, _ = build_configs({k: v for k, v in values.items() if v is not None and v != []})
-    run_dir, metrics = run_baseline(data_cfg, TrainConfig(seed=seed, output_dir=output_dir),
-                                    [str(p) for p in eval_data or []])
+    run_dir, metrics = run_baseline(
+        data_cfg, TrainConfig(seed=seed, output_dir=output_dir), [str(p) for p in eval_data or []]
+    )
     typer.echo((run_dir / "eval" / "validation" / "report.txt").read_text(encoding="utf-8"))
     for name in metrics["evaluations"]:
         typer.echo((run_dir / "eval" / Path(name).stem / "report.txt").read_text(encoding="utf-8"))
@@ -157,8 +164,10 @@ def models(
         return
     typer.echo(f"{'run':<34}{'kind':<13}{'val macro-F1':>13}{'val micro-F1':>13}")
     for r in rows:
-        typer.echo(f"{r['run']:<34}{r['kind']:<13}{r.get('validation_macro_f1', float('nan')):>13.3f}"
-                   f"{r.get('validation_micro_f1', float('nan')):>13.3f}")
+        typer.echo(
+            f"{r['run']:<34}{r['kind']:<13}{r.get('validation_macro_f1', float('nan')):>13.3f}"
+            f"{r.get('validation_micro_f1', float('nan')):>13.3f}"
+        )
 
 
 app.command()(serve)

@@ -50,8 +50,7 @@ class ModelConfig:
     freeze_embeddings: bool = field(
         default=True,
         metadata=_help(
-            "Keep the word-embedding matrix fixed: about 25% faster on CPU and less over-fitting "
-            "on a small corpus."
+            "Keep the word-embedding matrix fixed: about 25% faster on CPU and less over-fitting on a small corpus."
         ),
     )
 
@@ -73,9 +72,7 @@ class DataConfig:
             "option for several sources. Default: the shipped corpus labels/seed."
         ),
     )
-    schema: str | None = field(
-        default=None, metadata=_help("Label schema YAML. Default: labels/schema.yaml.")
-    )
+    schema: str | None = field(default=None, metadata=_help("Label schema YAML. Default: labels/schema.yaml."))
     text_column: str = field(default="text", metadata=_help("Column holding the post text."))
     labels_column: str = field(
         default="labels",
@@ -94,9 +91,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.validation_fraction <= 0.5:
-            raise ConfigError(
-                f"--validation-fraction must be between 0.05 and 0.5, got {self.validation_fraction}"
-            )
+            raise ConfigError(f"--validation-fraction must be between 0.05 and 0.5, got {self.validation_fraction}")
         if not self.text_column.strip():
             raise ConfigError("--text-column must not be empty")
 
@@ -232,11 +227,13 @@ def typer_options(*classes: type) -> Callable[[Callable[..., Any]], Callable[...
                 default = f.default if f.default is not dataclasses.MISSING else None
                 if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                     default = None
-                option = typer.Option(default, help=f.metadata.get("help", ""),
-                                      rich_help_panel=cls.__name__.replace("Config", "") + " options")
+                option = typer.Option(
+                    default,
+                    help=f.metadata.get("help", ""),
+                    rich_help_panel=cls.__name__.replace("Config", "") + " options",
+                )
                 params.append(
-                    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                      annotation=hints[f.name])
+                    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[f.name])
                 )
         func.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         return func

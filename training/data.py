@@ -43,16 +43,15 @@ class LabelledPosts:
     def subset(self, index: Iterable[int]) -> LabelledPosts:
         """The rows at ``index``, in that order."""
         idx = list(index)
-        return LabelledPosts([self.texts[i] for i in idx], self.y[idx], self.label_names,
-                             [self.sources[i] for i in idx])
+        return LabelledPosts(
+            [self.texts[i] for i in idx], self.y[idx], self.label_names, [self.sources[i] for i in idx]
+        )
 
     def to_dataset(self) -> datasets.Dataset:
         """As a ``datasets.Dataset`` with ``text`` and float multi-hot ``labels`` columns."""
         import datasets
 
-        return datasets.Dataset.from_dict(
-            {"text": self.texts, "labels": self.y.astype(np.float32).tolist()}
-        )
+        return datasets.Dataset.from_dict({"text": self.texts, "labels": self.y.astype(np.float32).tolist()})
 
     def counts(self) -> dict[str, int]:
         """Positives per label, plus ``none`` (rows with no label) and ``rows``."""
@@ -107,8 +106,7 @@ def _iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             ds = datasets.Dataset.from_parquet(str(path))
     except Exception as exc:  # datasets raises many types for unreadable files
         raise DataError(f"{path}: cannot read file ({exc})") from None
-    for i, rec in enumerate(ds, 1):
-        yield i, rec
+    yield from enumerate(ds, 1)
 
 
 def parse_labels(value: Any) -> list[str]:
@@ -138,8 +136,9 @@ def _is_one(value: Any, where: str, column: str) -> bool:
     raise DataError(f"{where}: column '{column}' must be 0 or 1, got {value!r}")
 
 
-def load_file(path: str | Path, schema: Schema, text_column: str = "text",
-              labels_column: str = "labels") -> LabelledPosts:
+def load_file(
+    path: str | Path, schema: Schema, text_column: str = "text", labels_column: str = "labels"
+) -> LabelledPosts:
     """Load one file; raise :class:`DataError` for the first bad row."""
     path = Path(path)
     names = schema.names
@@ -172,9 +171,7 @@ def load_file(path: str | Path, schema: Schema, text_column: str = "text",
                 raise DataError(f"{where}: {exc}") from None
             for label in found:
                 if label not in index:
-                    raise DataError(
-                        f"{where}: unknown label {label!r}; known labels: {', '.join(names)}"
-                    )
+                    raise DataError(f"{where}: unknown label {label!r}; known labels: {', '.join(names)}")
                 vec[index[label]] = 1
         else:
             for label in names:
@@ -186,8 +183,9 @@ def load_file(path: str | Path, schema: Schema, text_column: str = "text",
     return LabelledPosts(texts, np.stack(rows), list(names), [path.name] * len(texts))
 
 
-def load_posts(paths: Iterable[str | Path] | None, schema: Schema, text_column: str = "text",
-               labels_column: str = "labels") -> LabelledPosts:
+def load_posts(
+    paths: Iterable[str | Path] | None, schema: Schema, text_column: str = "text", labels_column: str = "labels"
+) -> LabelledPosts:
     """Load and concatenate every file under ``paths`` (default: the shipped seed corpus)."""
     files = expand_paths(list(paths) if paths else [SEED_DIR])
     parts = [load_file(p, schema, text_column, labels_column) for p in files]

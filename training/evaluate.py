@@ -28,8 +28,9 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[st
 
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0,
-                                                 labels=list(range(len(label_names))))
+    p, r, f, s = precision_recall_fscore_support(
+        y_true, y_pred, average=None, zero_division=0, labels=list(range(len(label_names)))
+    )
     none_rows = y_true.sum(axis=1) == 0
     return {
         "per_label": {
@@ -45,8 +46,9 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[st
     }
 
 
-def evaluate_scores(y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
-                    label_names: list[str]) -> dict[str, Any]:
+def evaluate_scores(
+    y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float], label_names: list[str]
+) -> dict[str, Any]:
     """Metrics of thresholded probabilities, with the thresholds and macro average precision."""
     from sklearn.metrics import average_precision_score
 
@@ -72,11 +74,15 @@ def format_report(metrics: dict[str, Any], title: str = "") -> str:
             + (f"{th:>8.2f}" if th is not None else "")
         )
     lines.append("")
-    lines.append(f"macro-F1 {metrics['macro_f1']:.3f}   micro-F1 {metrics['micro_f1']:.3f}   "
-                 f"exact match {metrics['exact_match']:.3f}")
+    lines.append(
+        f"macro-F1 {metrics['macro_f1']:.3f}   micro-F1 {metrics['micro_f1']:.3f}   "
+        f"exact match {metrics['exact_match']:.3f}"
+    )
     if metrics.get("accuracy_on_none") is not None:
-        lines.append(f"accuracy on posts with no label {metrics['accuracy_on_none']:.3f} "
-                     f"({metrics['rows_with_no_label']} of {metrics['rows']} rows)")
+        lines.append(
+            f"accuracy on posts with no label {metrics['accuracy_on_none']:.3f} "
+            f"({metrics['rows_with_no_label']} of {metrics['rows']} rows)"
+        )
     return "\n".join(lines)
 
 
@@ -92,8 +98,7 @@ def _plot_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, label_na
     for ax, cm, name in zip(np.atleast_1d(axes), cms, label_names):
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center",
-                    color="white" if v > cm.max() / 2 else "black")
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         ax.set_xticks([0, 1], ["pred no", "pred yes"])
         ax.set_yticks([0, 1], ["true no", "true yes"])
         ax.set_title(name, fontsize=9)
@@ -102,8 +107,9 @@ def _plot_confusion(path: Path, y_true: np.ndarray, y_pred: np.ndarray, label_na
     plt.close(fig)
 
 
-def _plot_pr(path: Path, y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
-             label_names: list[str]) -> None:
+def _plot_pr(
+    path: Path, y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float], label_names: list[str]
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,8 +136,15 @@ def _plot_pr(path: Path, y_true: np.ndarray, probs: np.ndarray, thresholds: dict
     plt.close(fig)
 
 
-def write_report(out_dir: str | Path, y_true: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
-                 label_names: list[str], title: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_report(
+    out_dir: str | Path,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    thresholds: dict[str, float],
+    label_names: list[str],
+    title: str = "",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Compute metrics and write ``eval_results.json``, ``report.txt`` and the two PNGs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +154,6 @@ def write_report(out_dir: str | Path, y_true: np.ndarray, probs: np.ndarray, thr
         metrics.update(extra)
     (out / EVAL_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (out / "report.txt").write_text(format_report(metrics, title) + "\n", encoding="utf-8")
-    _plot_confusion(out / "confusion_matrix.png", y_true, apply_thresholds(probs, thresholds, label_names),
-                    label_names)
+    _plot_confusion(out / "confusion_matrix.png", y_true, apply_thresholds(probs, thresholds, label_names), label_names)
     _plot_pr(out / "pr_curve.png", y_true, probs, thresholds, label_names)
     return metrics

