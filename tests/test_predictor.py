@@ -22,12 +22,13 @@ def predictor(trained_run: Path) -> Predictor:
 
 def test_predictions_have_labels_scores_and_truncation(predictor: Predictor) -> None:
     out = predictor.predict(TEXTS)
+    probs, _ = predictor.predict_proba(TEXTS)
     assert len(out) == 3
-    for pred in out:
+    for pred, row in zip(out, probs):
         assert set(pred) == {"labels", "scores", "truncated"}
         assert list(pred["scores"]) == predictor.labels
-        assert all(0.0 <= v <= 1.0 for v in pred["scores"].values())
-        assert pred["labels"] == [n for n in predictor.labels if pred["scores"][n] >= predictor.thresholds[n] - 5e-5]
+        assert [pred["scores"][n] for n in predictor.labels] == pytest.approx(row.tolist(), abs=1e-4)
+        assert pred["labels"] == [n for n, p in zip(predictor.labels, row) if p >= predictor.thresholds[n]]
         assert pred["truncated"] is False
     assert predictor.predict([]) == []
 

@@ -40,12 +40,14 @@ def test_run_directory_holds_everything_to_predict(trained_run: Path) -> None:
     assert not list(trained_run.parent.glob(".*checkpoints")), "checkpoints are cleaned up"
 
 
-def test_resolved_config_and_metrics_saved(trained_run: Path) -> None:
+def test_resolved_config_and_metrics_saved(trained_run: Path, small_data: Path) -> None:
     cfg = json.loads((trained_run / "run_config.json").read_text())
     assert cfg["train"]["epochs"] == 2 and cfg["model"]["max_length"] == 48
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert set(metrics["validation"]["per_label"]) == set(load_schema().names)
-    assert metrics["data"]["train"]["rows"] + metrics["data"]["validation"]["rows"] == 180
+    assert metrics["data"]["train"]["rows"] + metrics["data"]["validation"]["rows"] == len(
+        small_data.read_text().splitlines()
+    )
     assert len(metrics["training"]["eval_history"]) >= 1  # evaluated each epoch
     card = (trained_run / "README.md").read_text()
     assert "| `pitch` |" in card and "Intended use" in card and "Limits" in card
@@ -124,3 +126,17 @@ def test_real_base_model_trains_briefly(tmp_path: Path, small_data: Path) -> Non
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "real" / "model.safetensors").stat().st_size > 10_000_000
+
+
+def test_config_file_values_are_typed(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("learning_rate: 8e-05\nepochs: '3'\nbf16: 'true'\ndata: labels/seed\n")
+    _, data, train = build_configs(read_config_file(cfg))
+    assert train.learning_rate == pytest.approx(8e-5) and train.epochs == 3 and train.bf16 is True
+    assert data.data == ["labels/seed"]
+    cfg.write_text("epochs: many\n")
+    with pytest.raises(ConfigError, match="option epochs: cannot read 'many' as int"):
+        build_configs(read_config_file(cfg))
+    cfg.write_text("epochs: 3\nwarp_speed: 9\n")
+    with pytest.raises(ConfigError, match="unknown option"):
+        read_config_file(cfg)

@@ -169,8 +169,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping of option names to values")
@@ -191,13 +192,33 @@ def build_configs(values: dict[str, Any]) -> tuple[ModelConfig, DataConfig, Trai
     """Split a flat ``{field: value}`` dict into the three validated config objects."""
 
     def pick(cls: type) -> dict[str, Any]:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return {k: v for k, v in values.items() if k in names}
+        hints = _resolved_hints(cls)
+        return {k: _coerce(k, v, hints[k]) for k, v in values.items() if k in hints}
 
     try:
         return ModelConfig(**pick(ModelConfig)), DataConfig(**pick(DataConfig)), TrainConfig(**pick(TrainConfig))
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert strings from config files to the field's type (YAML reads ``8e-05`` as a string)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if hint in (int, int | None):
+            return int(value)
+        if hint in (float, float | None):
+            return float(value)
+        if hint is bool:
+            if value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigError(f"option {name}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from None
+    if hint == list[str] | None:
+        return [value]
+    return value
 
 
 def configs_to_dict(model: ModelConfig, data: DataConfig, train: TrainConfig) -> dict[str, Any]:
