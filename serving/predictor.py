@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from labels.schema import Schema, load_schema
+from training.lexical import LexicalModel, has_lexical
 from training.store import resolve_model
 from training.text import normalize
 from training.thresholds import load_thresholds
@@ -65,6 +66,16 @@ class Predictor:
             raise ModelLoadError(
                 f"{self.model_dir}: config.json labels {id2label} differ from its schema.yaml {self.labels}"
             )
+        self.lexical: LexicalModel | None = None
+        self.lexical_weight = 0.0
+        if has_lexical(self.model_dir):
+            try:
+                self.lexical, weight = LexicalModel.load(self.model_dir)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ModelLoadError(f"{self.model_dir}: cannot load the lexical half ({exc})") from exc
+            if self.lexical.label_names != self.labels:
+                raise ModelLoadError(f"{self.model_dir}: lexical.json labels differ from its schema.yaml")
+            self.lexical_weight = float(weight or 0.0)
 
     def _encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids per text, cut to ``max_length`` (keeping the closing special token)."""
@@ -78,6 +89,9 @@ class Predictor:
 
     def predict_proba(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         """Sigmoid probabilities, shape (len(texts), len(labels)), and the truncation flags.
+
+        When the model has a lexical half, each probability is the weighted mean of the
+        transformer's and the TF-IDF model's independent per-label probabilities.
 
         Texts are sorted by length and padded per batch, so a long post does not make every
         short post in its batch pay for its padding.
@@ -95,6 +109,8 @@ class Predictor:
                 batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
                 logits = self.model(**batch).logits
                 probs[chunk] = torch.sigmoid(logits.float()).numpy()
+        if self.lexical is not None and self.lexical_weight > 0:
+            probs = (1 - self.lexical_weight) * probs + self.lexical_weight * self.lexical.predict_proba(texts)
         return probs, truncated
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:

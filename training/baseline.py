@@ -1,5 +1,8 @@
 """The yardstick: TF-IDF word + character n-grams with one-vs-rest logistic regression.
 
+The model is ``training.lexical.LexicalModel`` used alone (the default givetake model blends
+it with the fine-tuned transformer).
+
 Trained on the same split as the transformer, thresholds tuned the same way on the same
 validation rows, evaluated by the same code (``training.evaluate``). Only its metrics and
 reports are saved: it is a measure to beat, not a model to serve.
@@ -11,44 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from labels.schema import load_schema
 from training.card import write_card
 from training.config import DataConfig, ModelConfig, TrainConfig, save_configs
-from training.data import LabelledPosts, load_posts, stratified_split
+from training.data import load_posts, stratified_split
 from training.evaluate import write_report
+from training.lexical import LexicalModel
 from training.store import new_run_id, write_metrics
-from training.text import normalize
 from training.thresholds import save_thresholds, tune_thresholds
-
-
-class TfidfBaseline:
-    """TF-IDF (word 1-2 grams + char_wb 2-5 grams) and one logistic regression per label."""
-
-    def __init__(self, seed: int = 42, c: float = 4.0) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.multiclass import OneVsRestClassifier
-        from sklearn.pipeline import FeatureUnion, make_pipeline
-
-        features = FeatureUnion(
-            [
-                ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)),
-                ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)),
-            ]
-        )
-        clf = OneVsRestClassifier(LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed))
-        self.pipeline = make_pipeline(features, clf)
-
-    def fit(self, posts: LabelledPosts) -> TfidfBaseline:
-        """Fit on normalised texts."""
-        self.pipeline.fit([normalize(t) for t in posts.texts], posts.y)
-        return self
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Per-label probabilities, shape (len(texts), labels)."""
-        return np.asarray(self.pipeline.predict_proba([normalize(t) for t in texts]))
 
 
 def run_baseline(
@@ -60,7 +33,7 @@ def run_baseline(
     posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
     train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
-    model = TfidfBaseline(seed=train_cfg.seed).fit(train_posts)
+    model = LexicalModel(schema.names, seed=train_cfg.seed).fit(train_posts.texts, train_posts.y)
     val_probs = model.predict_proba(val_posts.texts)
     thresholds = tune_thresholds(val_posts.y, val_probs, schema.names)
 
@@ -104,4 +77,5 @@ def run_baseline(
     metrics["training"] = {"seconds": round(time.time() - started, 1)}
     write_metrics(run_dir, metrics)
     write_card(run_dir)
+    model.save(run_dir)
     return run_dir, metrics

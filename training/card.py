@@ -61,6 +61,14 @@ def render_card(run_dir: str | Path) -> str:
     ]
     lines += [f"| `{s.name}` | {s.side} | {s.summary} |" for s in schema.labels]
     lines.append("")
+    if metrics.get("lexical_weight"):
+        w = metrics["lexical_weight"]
+        lines += [
+            f"Each label's probability is {1 - w:.2f} × the transformer's sigmoid + {w:.2f} × a TF-IDF "
+            "word/char n-gram logistic regression trained on the same rows (`lexical.json`, "
+            "`lexical.safetensors`).",
+            "",
+        ]
     data = metrics.get("data", {})
     if data:
         lines += [

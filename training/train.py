@@ -23,6 +23,7 @@ from training.card import write_card
 from training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
 from training.data import LabelledPosts, load_posts, stratified_split
 from training.evaluate import compute_metrics, write_report
+from training.lexical import LexicalModel
 from training.store import MODEL_NAME, new_run_id, register, write_metrics
 from training.text import normalize
 from training.thresholds import apply_thresholds, save_thresholds, tune_thresholds
@@ -211,13 +212,6 @@ def train(
     )
     try:
         result = trainer.train()
-        # The length-grouped sampler also reorders evaluation: take the labels that come back
-        # with the predictions, never val_posts.y, so rows stay aligned.
-        pred = trainer.predict(val_ds)
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        probs, y_val = sigmoid(logits), np.asarray(pred.label_ids).astype(int)
-        thresholds = tune_thresholds(y_val, probs, schema.names)
-
         run_dir.mkdir(parents=True)
         trainer.save_model(str(run_dir))
         tokenizer.save_pretrained(str(run_dir))
@@ -226,11 +220,22 @@ def train(
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     schema.save(run_dir / "schema.yaml")
-    save_thresholds(run_dir, thresholds)
     save_configs(run_dir / "run_config.json", model_cfg, data_cfg, train_cfg)
+    save_thresholds(run_dir, {n: 0.5 for n in schema.names})  # provisional, tuned below
+    if model_cfg.lexical_weight > 0:
+        LexicalModel(schema.names, seed=train_cfg.seed).fit(train_posts.texts, train_posts.y).save(
+            run_dir, blend_weight=model_cfg.lexical_weight
+        )
+    # Validation probabilities come from the saved run through the serving predictor, so the
+    # thresholds are tuned on exactly what every prediction path will compute.
+    from serving.predictor import Predictor
+
+    probs, _ = Predictor(run_dir, threads=train_cfg.threads or None).predict_proba(val_posts.texts)
+    thresholds = tune_thresholds(val_posts.y, probs, schema.names)
+    save_thresholds(run_dir, thresholds)
     val_metrics = write_report(
         run_dir / "eval" / "validation",
-        y_val,
+        val_posts.y,
         probs,
         thresholds,
         schema.names,
@@ -241,6 +246,7 @@ def train(
         "kind": "transformer",
         "run_id": run_id,
         "base_model": model_cfg.base_model,
+        "lexical_weight": model_cfg.lexical_weight,
         "schema_version": schema.version,
         "labels": schema.names,
         "validation": val_metrics,
