@@ -109,14 +109,18 @@ class LexicalModel:
         meta = json.loads((directory / JSON_FILE).read_text(encoding="utf-8"))
         tensors = load_file(str(directory / WEIGHTS_FILE))
         model = cls(meta["labels"])
+        mismatch = f"{directory / WEIGHTS_FILE}: weights do not match the saved vocabularies"
         for kind, terms in meta["vocabularies"].items():
             vec = _vectorizer(kind, vocabulary=terms)
-            vec.idf_ = tensors[f"idf_{kind}"]
+            try:
+                vec.idf_ = tensors[f"idf_{kind}"]
+            except ValueError as exc:
+                raise ValueError(f"{mismatch} ({exc})") from None
             model.vectorizers[kind] = vec
         model.weight, model.bias = tensors["weight"], tensors["bias"]
         expected = sum(len(t) for t in meta["vocabularies"].values())
         if model.weight.shape != (len(model.label_names), expected):
-            raise ValueError(f"{directory / WEIGHTS_FILE}: weights do not match the saved vocabularies")
+            raise ValueError(mismatch)
         return model, meta.get("blend_weight")
 
 
