@@ -110,7 +110,8 @@ class Predictor:
                 logits = self.model(**batch).logits
                 probs[chunk] = torch.sigmoid(logits.float()).numpy()
         if self.lexical is not None and self.lexical_weight > 0:
-            probs = (1 - self.lexical_weight) * probs + self.lexical_weight * self.lexical.predict_proba(texts)
+            lexical = self.lexical.predict_proba(texts)
+            probs = ((1 - self.lexical_weight) * probs + self.lexical_weight * lexical).astype(np.float32)
         return probs, truncated
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:

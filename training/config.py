@@ -110,7 +110,7 @@ class DataConfig:
 class TrainConfig:
     """How the network is optimised, and where the run is saved."""
 
-    epochs: int = field(default=8, metadata=_help("Maximum number of passes over the training rows."))
+    epochs: int = field(default=6, metadata=_help("Maximum number of passes over the training rows."))
     learning_rate: float = field(default=8e-5, metadata=_help("Peak learning rate (AdamW, linear decay)."))
     batch_size: int = field(default=32, metadata=_help("Posts per optimisation step."))
     weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay."))

@@ -1,0 +1,102 @@
+"""The ``givetake serve`` and ``givetake score`` commands (registered in ``training/cli.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE = "serving.service:PostClassifier"
+MODEL_HELP = "A models/<run> directory or a BentoML store tag such as givetake:latest."
+
+
+def serve(
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "givetake:latest",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 to accept other machines.")] = "127.0.0.1",
+) -> None:
+    """Serve the HTTP API (POST /classify, GET /labels, archive scoring task) with BentoML."""
+    from training.store import resolve_model
+
+    # Check the model here so a typo fails with one line, not a worker traceback after startup.
+    model_dir = resolve_model(model)
+    reference = str(Path(model).resolve()) if Path(model).is_dir() else model
+    env = {**os.environ, "GIVETAKE_MODEL": reference}
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--working-dir",
+        str(ROOT),
+    ]
+    typer.echo(f"serving {model} ({model_dir}) at http://{host}:{port} (docs at /, Ctrl-C stops)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec, not a child process: signals (Ctrl-C, SIGTERM from a supervisor) reach BentoML directly,
+    # so stopping `givetake serve` can never leave an orphaned server holding the port.
+    os.execve(sys.executable, cmd, env)
+
+
+def score(
+    input_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            show_default=False,
+            help="Posts to score: .csv, .jsonl, .parquet, or an X/Twitter archive's tweets.js.",
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            show_default=False,
+            help="Scored file; its suffix (.csv, .jsonl, .parquet) picks the format, none means the input's.",
+        ),
+    ],
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "givetake:latest",
+    text_column: Annotated[
+        str | None,
+        typer.Option(help="Column holding the post text (default: text; full_text for tweets.js).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run of the same command where it stopped.")
+    ] = False,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and committed at a time.")] = 512,
+    batch_size: Annotated[int, typer.Option(min=1, help="Posts per forward pass.")] = 32,
+) -> None:
+    """Score an archive of posts offline (no server): adds labels and score_<label> columns.
+
+    Rows without usable text go to OUTPUT.errors.jsonl with their row number and the reason.
+    """
+    from serving.predictor import Predictor
+    from serving.score import check_paths, score_file, side_paths
+
+    check_paths(input_file, output)  # before the model loads: a typo should fail in a second
+    predictor = Predictor(model, batch_size=batch_size)
+    try:
+        summary = score_file(
+            input_file, output, predictor, text_column=text_column, resume=resume, chunk_size=chunk_size
+        )
+    except KeyboardInterrupt:
+        done = 0
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            done = json.loads(side_paths(output)["state"].read_text(encoding="utf-8"))["rows_read"]
+        typer.echo(f"interrupted after {done} rows; run the same command with --resume to continue", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(summary.line())

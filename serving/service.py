@@ -1,0 +1,314 @@
+"""The givetake HTTP API: one BentoML service, ``PostClassifier``.
+
+- ``POST /classify`` ``{"texts": [...]}`` -> one prediction per text, in input order. The endpoint
+  is batchable: BentoML's adaptive batching merges concurrent requests into shared forward passes.
+- ``GET /labels`` -> the label schema the model was trained on, with thresholds and the model tag.
+- ``POST /score_archive/submit`` (a ``@bentoml.task``) -> upload a CSV/JSONL/Parquet/tweets.js file,
+  poll ``GET /score_archive/status?task_id=...``, download ``GET /score_archive/get?task_id=...``.
+- BentoML's own ``/livez``, ``/readyz``, ``/metrics``, ``/docs.json`` and the docs page at ``/``.
+
+The model comes from ``GIVETAKE_MODEL`` (a BentoML tag or a run directory; default
+``givetake:latest``) and is loaded once per worker. Start it with ``givetake serve``.
+
+This module is imported by the BentoML server: no ``from __future__ import annotations`` here,
+because BentoML reads the API signatures' annotations to build request and response models.
+"""
+
+import json
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+MAX_TEXTS = 256
+MAX_CHARS = 20_000
+# Archive chunks hold the model lock; small chunks let /classify requests in between them.
+ARCHIVE_CHUNK_SIZE = 64
+EXAMPLE_TEXTS = [
+    "Our spring pottery course opens for booking on Monday: six evenings, all clay included. Grab a spot!",
+    "Could you share this? My sister's dog went missing near the canal path last night.",
+    "Handy guide from the city council on which bin takes what, saved me a lot of guesswork",
+    "What's the one kitchen tool you'd never give up?",
+    "@user Sorry your parcel is late! Please DM us the order number and we'll chase it today.",
+]
+EXAMPLE_INPUT: dict[str, list[str]] = {"texts": EXAMPLE_TEXTS}
+_MEDIA_TYPES = {
+    ".csv": "text/csv",
+    ".jsonl": "application/x-ndjson",
+    ".ndjson": "application/x-ndjson",
+    ".parquet": "application/vnd.apache.parquet",
+}
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text is empty or only whitespace; send the post's text")
+    return text
+
+
+# strict: a number or null is an error to report, not a value to coerce into a string.
+PostText = Annotated[str, Field(strict=True, max_length=MAX_CHARS), AfterValidator(_not_blank)]
+
+
+class Prediction(BaseModel):
+    """What the model says about one text."""
+
+    labels: list[str] = Field(description="Labels whose score is at or above their threshold (may be empty).")
+    scores: dict[str, float] = Field(description="Independent sigmoid probability for every label (not a softmax).")
+    truncated: bool = Field(description="True when the text was longer than the model reads; the rest was ignored.")
+
+
+def _model_tag(reference: str) -> str | None:
+    """The exact store tag (``givetake:latest`` -> ``givetake:<run-id>``); None for a directory."""
+    if Path(reference).is_dir():
+        return None
+    try:
+        return str(bentoml.models.get(reference).tag)
+    except BentoMLException:
+        return reference
+
+
+async def _labels(request: Request) -> JSONResponse:
+    service = bentoml.get_current_service()
+    if service is None:  # pragma: no cover - only before startup finishes
+        return JSONResponse({"error": "the service is still starting"}, status_code=503)
+    return JSONResponse(service.label_info)
+
+
+# BentoML APIs are POST-only, so the read-only GET /labels is a small mounted Starlette app.
+_get_routes = Starlette(routes=[Route("/labels", _labels, methods=["GET"])])
+
+
+def _explain(detail: list[dict[str, Any]]) -> str:
+    """One line per validation problem, naming where it is: ``texts[3]: String should have ...``."""
+    parts = []
+    for err in detail:
+        loc = [p for p in err.get("loc", []) if p not in ("body", "root")]
+        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if not where or err.get("type") == "missing":
+            msg += ' (send a JSON object such as {"texts": ["a post", "another post"]})'
+        parts.append(f"{where or 'request body'}: {msg}")
+    return "; ".join(parts)
+
+
+class ReadableErrors:
+    """ASGI middleware: give BentoML's 400 validation replies an ``error`` a person can act on.
+
+    BentoML answers a request that fails validation with ``{"error": "1 validation error for
+    Input", "detail": [...]}``; this rewrites ``error`` from the details (``texts[2]: text is
+    empty or only whitespace; ...``) and drops pydantic's documentation links.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                body = _rewrite(b"".join(chunks))
+                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)
+
+
+def _rewrite(body: bytes) -> bytes:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict) or not isinstance(data.get("detail"), list):
+        return body
+    data["error"] = _explain(data["detail"])
+    data["detail"] = [{k: v for k, v in d.items() if k != "url"} for d in data["detail"] if isinstance(d, dict)]
+    return json.dumps(data).encode()
+
+
+class _QuietValidationErrors(logging.Filter):
+    """Log a rejected request as one warning line, not as an ERROR with a server-side traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            record.msg = "Rejected request on %s [%s]: %s"
+            details = [dict(e) for e in exc.errors(include_url=False)]
+            record.args = (*(record.args or ()), _explain(details))  # type: ignore[misc]
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+# BentoML logs every request that fails validation with a full traceback on this logger.
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidationErrors())
+
+
+@bentoml.asgi_app(_get_routes, path="/", name="labels")
+@bentoml.service(name="givetake", traffic={"timeout": 120})
+class PostClassifier:
+    """Labels social-media posts with what they do: pitch, ask, helpful_share, ..."""
+
+    def __init__(self) -> None:
+        from serving.predictor import Predictor
+
+        self.reference = os.environ.get("GIVETAKE_MODEL", "givetake:latest")
+        self.predictor = Predictor(self.reference)
+        # One forward pass at a time: the fast tokenizer is not safe to call from two threads,
+        # and the archive task runs in its own thread beside /classify batches.
+        self._lock = threading.Lock()
+        self._archive_slot: Any = None
+        schema = self.predictor.schema
+        self.label_info: dict[str, Any] = {
+            "model": {
+                "reference": self.reference,
+                "tag": _model_tag(self.reference),
+                "path": str(self.predictor.model_dir),
+                "max_length": self.predictor.max_length,
+            },
+            "schema": {"name": schema.name, "version": schema.version, "description": schema.description},
+            "labels": [
+                {
+                    "name": spec.name,
+                    "side": spec.side,
+                    "summary": spec.summary,
+                    "definition": spec.definition,
+                    "threshold": round(float(self.predictor.thresholds[spec.name]), 4),
+                }
+                for spec in schema.labels
+            ],
+        }
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Predictions for ``texts`` (thread-safe)."""
+        with self._lock:
+            return self.predictor.predict(texts)
+
+    @property
+    def labels(self) -> list[str]:
+        """Label names in model output order (for :func:`serving.score.score_file`)."""
+        return self.predictor.labels
+
+    @property
+    def model_dir(self) -> Path:
+        """The loaded model's directory (for :func:`serving.score.score_file`)."""
+        return self.predictor.model_dir
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_TEXTS, max_latency_ms=60_000)
+    def classify(
+        self,
+        texts: Annotated[
+            list[PostText],
+            Field(
+                min_length=1,
+                max_length=MAX_TEXTS,
+                description=f"1 to {MAX_TEXTS} posts, each non-empty and at most {MAX_CHARS} characters.",
+                examples=[EXAMPLE_TEXTS],
+            ),
+        ],
+    ) -> list[Prediction]:
+        """Label posts: for each text, the labels at or above threshold, every label's score, truncation."""
+        return [Prediction(**p) for p in self.predict(texts)]
+
+    @bentoml.task
+    async def score_archive(
+        self,
+        file: Annotated[Path, Field(description="A .csv, .jsonl, .parquet file or an X/Twitter tweets.js.")],
+        context: bentoml.Context,
+        text_column: Annotated[
+            str, Field(description="Column holding the post text; empty means text (full_text for tweets.js).")
+        ] = "",
+    ) -> Path:
+        """Score an uploaded archive; the result is the same file with labels, score_<label> and error columns.
+
+        Every uploaded row is kept, in order; rows without usable text have empty predictions and
+        the reason in ``error``. Submit with POST /score_archive/submit, poll /score_archive/status.
+        """
+        import anyio
+
+        from serving.score import ScoreError, input_format, score_file
+
+        try:
+            kind = input_format(file)
+        except ScoreError as exc:
+            return _bad_request(context, str(exc).replace(str(file), _upload_name(file)))
+        suffix = ".jsonl" if kind == "tweets" else file.suffix
+        output = Path(context.temp_dir) / f"scored{suffix}"
+        if self._archive_slot is None:
+            self._archive_slot = anyio.Lock()
+        # One archive at a time: a second upload waits (status in_progress) instead of halving
+        # the speed of both and of /classify.
+        async with self._archive_slot:
+            try:
+                summary = await anyio.to_thread.run_sync(
+                    lambda: score_file(
+                        file,
+                        output,
+                        self,
+                        text_column=text_column or None,
+                        chunk_size=ARCHIVE_CHUNK_SIZE,
+                        inline_errors=True,
+                        progress=False,
+                    )
+                )
+            except ScoreError as exc:
+                return _bad_request(context, str(exc).replace(str(file), _upload_name(file)))
+        # The file's bytes, not the Path: BentoML 1.4 stores a task's result by replaying the
+        # response with a minimal ASGI scope, which Starlette's FileResponse rejects (KeyError 'method').
+        # BentoML passes a Response through untouched; the Path annotation documents the API.
+        return Response(  # type: ignore[return-value]
+            output.read_bytes(),
+            media_type=_MEDIA_TYPES.get(output.suffix, "application/octet-stream"),
+            headers={
+                "Content-Disposition": f'attachment; filename="{_upload_stem(file)}.scored{output.suffix}"',
+                "X-Givetake-Rows-Read": str(summary.read),
+                "X-Givetake-Rows-Scored": str(summary.scored),
+                "X-Givetake-Rows-Errors": str(summary.errors),
+            },
+        )
+
+
+def _upload_name(file: Path) -> str:
+    """The uploaded file's own name: BentoML saves uploads as ``tmp`` + 8 random characters + name."""
+    return file.name[11:] or "the upload"
+
+
+def _upload_stem(file: Path) -> str:
+    name = Path(_upload_name(file)).stem
+    return re.sub(r"[^\w.-]", "_", name) or "archive"
+
+
+def _bad_request(context: bentoml.Context, message: str) -> Any:
+    """A 400 with a JSON ``error`` (a BentoML exception would wrap it in a list)."""
+    # BentoML applies the context's status code to whatever the API returns.
+    context.response.status_code = 400
+    return JSONResponse({"error": message}, status_code=400)
+
+
+# bentoml.service returns a Service object; its type stubs say it returns the class.
+PostClassifier.add_asgi_middleware(ReadableErrors)  # type: ignore[attr-defined]
