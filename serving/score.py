@@ -28,7 +28,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from training.data import DataError
+from training.data import DataError, iter_jsonl
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -178,22 +178,6 @@ def _iter_csv(path: Path) -> Iterator[Record]:
                 yield row, dict(zip(header, values, strict=True)), None
 
 
-def _iter_jsonl(path: Path) -> Iterator[Record]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
-                continue
-            if isinstance(obj, dict):
-                yield lineno, obj, None
-            else:
-                yield lineno, None, f"a JSON {type(obj).__name__}, not an object"
-
-
 def _iter_parquet(path: Path, batch_size: int) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
@@ -263,7 +247,7 @@ def iter_records(path: Path, kind: str, batch_size: int = DEFAULT_CHUNK_SIZE) ->
         if kind == "csv":
             yield from _iter_csv(path)
         elif kind == "jsonl":
-            yield from _iter_jsonl(path)
+            yield from iter_jsonl(path)
         elif kind == "parquet":
             yield from _iter_parquet(path, batch_size)
         elif kind == "tweets":

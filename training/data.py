@@ -80,21 +80,35 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line number, object, None) per JSON object line, or (line number, None, problem).
+
+    Blank lines are skipped; a line that does not parse, or is not an object, is reported
+    with its number instead of stopping the read (callers decide whether that is fatal).
+    """
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            if isinstance(obj, dict):
+                yield lineno, obj, None
+            else:
+                yield lineno, None, f"a JSON {type(obj).__name__}, not an object"
+
+
 def _iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row number, record) pairs; JSONL is parsed here so a bad line is named exactly."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}, line {lineno}: bad JSON line ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}, line {lineno}: bad JSON line (expected an object)")
-                yield lineno, obj
+        for lineno, obj, problem in iter_jsonl(path):
+            if obj is None:
+                raise DataError(f"{path}, line {lineno}: bad JSON line ({problem})")
+            yield lineno, obj
         return
     import datasets
 
