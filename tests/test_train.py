@@ -140,3 +140,78 @@ def test_config_file_values_are_typed(tmp_path: Path) -> None:
     cfg.write_text("epochs: 3\nwarp_speed: 9\n")
     with pytest.raises(ConfigError, match="unknown option"):
         read_config_file(cfg)
+
+
+def test_init_from_an_earlier_model(trained_run: Path, small_data: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--init-from",
+            str(trained_run),
+            "--data",
+            str(small_data),
+            "--output-dir",
+            str(tmp_path),
+            "--run-id",
+            "warm",
+            "--max-steps",
+            "1",
+            "--no-register",
+            "--learning-rate",
+            "1e-9",
+            "--lexical-weight",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    before = load_file(str(trained_run / "model.safetensors"))
+    after = load_file(str(tmp_path / "warm" / "model.safetensors"))
+    # one step at a tiny learning rate: the encoder and head start from the earlier model's weights
+    shared = [k for k in before if k in after and "classifier" in k]
+    assert shared and all(np.allclose(before[k], after[k], atol=1e-4) for k in shared)
+
+
+def test_init_from_with_a_changed_label_set_rebuilds_the_head(
+    trained_run: Path, small_data: Path, tmp_path: Path
+) -> None:
+    import yaml
+    from safetensors.numpy import load_file
+
+    from labels.schema import SCHEMA_PATH
+
+    raw = yaml.safe_load(SCHEMA_PATH.read_text())
+    raw["labels"] = raw["labels"][::-1]  # same names, new order: the old head rows no longer fit
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--init-from",
+            str(trained_run),
+            "--schema",
+            str(schema),
+            "--data",
+            str(small_data),
+            "--output-dir",
+            str(tmp_path),
+            "--run-id",
+            "new",
+            "--max-steps",
+            "1",
+            "--no-register",
+            "--learning-rate",
+            "1e-9",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert config["id2label"]["0"] == "customer_service_reply"
+    before = load_file(str(trained_run / "model.safetensors"))
+    after = load_file(str(tmp_path / "new" / "model.safetensors"))
+    assert not np.allclose(before["classifier.weight"][::-1], after["classifier.weight"], atol=1e-3)
+    encoder = [k for k in before if k.startswith("bert.encoder")]
+    assert encoder and all(np.allclose(before[k], after[k], atol=1e-4) for k in encoder)

@@ -81,7 +81,14 @@ def build_model(model_cfg: ModelConfig, schema: Schema) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     names = schema.names
-    source = resolve_base_model(model_cfg.base_model)
+    previous_labels: list[str] | None = None
+    if model_cfg.init_from:
+        from training.store import resolve_model
+
+        source = str(resolve_model(model_cfg.init_from))
+        previous_labels = load_schema(Path(source) / "schema.yaml").names
+    else:
+        source = resolve_base_model(model_cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(
         source,
@@ -89,8 +96,16 @@ def build_model(model_cfg: ModelConfig, schema: Schema) -> tuple[Any, Any]:
         problem_type="multi_label_classification",
         id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)},
+        ignore_mismatched_sizes=previous_labels is not None,
         trust_remote_code=False,
     )
+    if previous_labels is not None and previous_labels != names:
+        # The head's rows belong to the old labels: start it afresh, keep the encoder.
+        head = getattr(model, "classifier", None)
+        if head is None or not hasattr(head, "reset_parameters"):
+            raise RuntimeError(f"cannot rebuild the classifier head of {type(model).__name__}")
+        head.reset_parameters()
+        log.info("label set changed (%s -> %s): classifier head rebuilt", previous_labels, names)
     if model_cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return tokenizer, model
