@@ -31,23 +31,14 @@ app = typer.Typer(
 )
 
 
-class UserError(Exception):
-    """An error the user can act on: printed as one line, exit status 2, no traceback."""
-
-
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can act on: printed as one line with exit status 2, no traceback."""
     from labels.schema import SchemaError
+    from serving.predictor import ModelLoadError
     from training.data import DataError
     from training.store import ModelNotFound
 
-    errors: list[type[BaseException]] = [UserError, ConfigError, DataError, SchemaError, ModelNotFound, FileExistsError]
-    try:
-        from serving.predictor import ModelLoadError
-
-        errors.append(ModelLoadError)
-    except ImportError:  # pragma: no cover - serving is part of the same package
-        pass
-    return tuple(errors)
+    return (ConfigError, DataError, SchemaError, ModelNotFound, ModelLoadError, FileExistsError)
 
 
 def _resolve_values(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
