@@ -21,12 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
-from serving.predictor import Predictor  # noqa: E402
 from training.baseline import run_baseline  # noqa: E402
 from training.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from training.data import load_posts  # noqa: E402
-from training.evaluate import write_report  # noqa: E402
-from training.store import read_metrics, write_metrics  # noqa: E402
+from training.evaluate import evaluate_model  # noqa: E402
+from training.store import read_metrics  # noqa: E402
 from training.train import available_cores, train  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -66,28 +64,13 @@ def main() -> None:
         Path(args.model) if args.model else train(ModelConfig(), DataConfig(), TrainConfig(output_dir=args.output_dir))
     )
     train_minutes = read_metrics(run_dir).get("training", {}).get("seconds", time.time() - started) / 60
-    predictor = Predictor(run_dir)
-    posts = load_posts([gold], predictor.schema)
-    probs, _ = predictor.predict_proba(posts.texts)
-    model_m = write_report(
-        run_dir / "eval" / "gold_dev",
-        posts.y,
-        probs,
-        predictor.thresholds,
-        predictor.labels,
-        title=f"{run_dir.name} on the gold dev set ({len(posts)} real posts)",
-    )
+    _, model_m = evaluate_model(run_dir, [gold], name="gold_dev")
     metrics = read_metrics(run_dir)
-    metrics.setdefault("evaluations", {})["gold_dev"] = model_m
-    write_metrics(run_dir, metrics)
-    from training.card import write_card
-
-    write_card(run_dir)
 
     base_dir, base_metrics = run_baseline(DataConfig(), TrainConfig(output_dir=args.output_dir), [str(gold)])
     base_m = base_metrics["evaluations"][gold.name]
 
-    table = side_by_side(predictor.labels, model_m, base_m)
+    table = side_by_side(list(model_m["per_label"]), model_m, base_m)
     gain = model_m["macro_f1"] - base_m["macro_f1"]
     verdict = (
         f"Targets: fine-tuned macro-F1 >= 0.75: {'met' if model_m['macro_f1'] >= 0.75 else 'NOT met'} "
@@ -99,7 +82,7 @@ def main() -> None:
         f"\n## Quality on real posts ({stamp})\n\n"
         f"`python bench/quality.py`: trained on the shipped corpus `labels/seed` "
         f"({metrics['data']['train']['rows']} train + {metrics['data']['validation']['rows']} validation rows), "
-        f"scored on `{gold.name}` ({len(posts)} real posts). Machine: {available_cores()} cores, "
+        f"scored on `{gold.name}` ({model_m['rows']} real posts). Machine: {available_cores()} cores, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}. "
         f"Fine-tuned run `{run_dir.name}` trained in {train_minutes:.1f} min; baseline run `{base_dir.name}`.\n\n"
         f"{table}\n\n{verdict}\n"

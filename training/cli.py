@@ -88,32 +88,11 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Report directory; default <model>/eval/<data-name>/.")] = None,
 ) -> None:
     """Score a labelled file with a saved model: metrics, text report and plots."""
-    from serving.predictor import Predictor
-    from training.card import write_card
-    from training.data import load_posts
-    from training.evaluate import write_report
-    from training.store import read_metrics, write_metrics
+    from training.evaluate import evaluate_model
 
-    predictor = Predictor(model)
-    posts = load_posts(data, predictor.schema, text_column, labels_column)
-    probs, _ = predictor.predict_proba(posts.texts)
-    name = "+".join(p.stem for p in data)
-    out_dir = out or predictor.model_dir / "eval" / name
-    metrics = write_report(
-        out_dir,
-        posts.y,
-        probs,
-        predictor.thresholds,
-        predictor.labels,
-        title=f"{model} on {', '.join(map(str, data))} ({len(posts)} rows)",
-    )
+    out_dir, _ = evaluate_model(model, data, text_column, labels_column, out=out)
     typer.echo((out_dir / "report.txt").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out_dir}/eval_results.json, report.txt, confusion_matrix.png, pr_curve.png")
-    if Path(model).is_dir():
-        run_metrics = read_metrics(predictor.model_dir)
-        run_metrics.setdefault("evaluations", {})[name] = metrics
-        write_metrics(predictor.model_dir, run_metrics)
-        write_card(predictor.model_dir)
 
 
 @app.command()

@@ -157,3 +157,43 @@ def write_report(
     _plot_confusion(out / "confusion_matrix.png", y_true, apply_thresholds(probs, thresholds, label_names), label_names)
     _plot_pr(out / "pr_curve.png", y_true, probs, thresholds, label_names)
     return metrics
+
+
+def evaluate_model(
+    model: str | Path,
+    data: list[Path],
+    text_column: str = "text",
+    labels_column: str = "labels",
+    name: str | None = None,
+    out: Path | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Score labelled files with a saved model through the serving predictor and write the report.
+
+    The report goes to ``out`` (default ``<model>/eval/<name>/``). When ``model`` is a run
+    directory, the metrics are also recorded under ``evaluations`` in its ``metrics.json`` and
+    the model card is regenerated; store models are left untouched.
+    """
+    from serving.predictor import Predictor
+    from training.card import write_card
+    from training.data import load_posts
+    from training.store import read_metrics, write_metrics
+
+    predictor = Predictor(model)
+    posts = load_posts(data, predictor.schema, text_column, labels_column)
+    probs, _ = predictor.predict_proba(posts.texts)
+    name = name or "+".join(p.stem for p in data)
+    out_dir = out or predictor.model_dir / "eval" / name
+    metrics = write_report(
+        out_dir,
+        posts.y,
+        probs,
+        predictor.thresholds,
+        predictor.labels,
+        title=f"{model} on {', '.join(map(str, data))} ({len(posts)} rows)",
+    )
+    if Path(model).is_dir():
+        run_metrics = read_metrics(predictor.model_dir)
+        run_metrics.setdefault("evaluations", {})[name] = metrics
+        write_metrics(predictor.model_dir, run_metrics)
+        write_card(predictor.model_dir)
+    return out_dir, metrics
