@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export BENTOML_DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve model test test-slow lint format labels-table quality bench clean
+.PHONY: install serve model test test-slow lint format labels-table quality bench load clean
 
 # torch is pinned and installed first: on these machines torch==2.13.0 is a CPU wheel on disk,
 # while an open range lets pip pull the CUDA build and several GB of packages.
@@ -51,6 +51,18 @@ labels-table: install
 # Fine-tuned model vs baseline on the real gold dev set -> bench/RESULTS.md (needs ../shared).
 quality: install
 	$(PY) bench/quality.py --gold $(SHARED)/data/gold/dev.jsonl
+
+# Engine, HTTP and offline-scoring speed on real posts -> bench/RESULTS.md (needs ../shared and an
+# exported model; BENCH_MODEL=models/<run> to pick one). About 7 minutes in all.
+BENCH_MODEL ?= givetake:latest
+bench: install
+	$(PY) bench/engine.py --model $(BENCH_MODEL) --raw $(SHARED)/data/raw
+	$(PY) bench/http.py --model $(BENCH_MODEL) --raw $(SHARED)/data/raw
+	$(PY) bench/batch.py --model $(BENCH_MODEL) --raw $(SHARED)/data/raw
+
+# 64 clients on `givetake serve` for 60 s, loopback only, stops by itself -> bench/RESULTS.md (needs ../shared).
+load: install
+	$(PY) bench/load.py --model $(BENCH_MODEL) --raw $(SHARED)/data/raw
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# This folder comes first on the path of `python bench/quality.py`; bench/http.py would shadow the stdlib's http.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 from training.baseline import run_baseline  # noqa: E402

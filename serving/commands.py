@@ -14,20 +14,55 @@ import typer
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:PostClassifier"
 MODEL_HELP = "A models/<run> directory or a BentoML store tag such as givetake:latest."
+SCHEMA_HELP = (
+    "The label schema in use (a schema.yaml); a model trained on other labels is refused. "
+    "Default: GIVETAKE_SCHEMA, else no check."
+)
+# The choices and variable of serving.predictor.ENGINE_CHOICES / ENGINE_ENV (not imported: this module stays light).
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="GIVETAKE_ENGINE",
+        show_default=False,
+        help="Inference engine: auto (onnx-int8 when exported and checked, else onnx, else torch), torch, onnx "
+        "or onnx-int8. Default: auto.",
+    ),
+]
 
 
 def serve(
-    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "givetake:latest",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help=MODEL_HELP + " Default: the promoted model (givetake promote), else givetake:latest.",
+            show_default=False,
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 to accept other machines.")] = "127.0.0.1",
+    schema: Annotated[Path | None, typer.Option(help=SCHEMA_HELP, show_default=False)] = None,
+    engine: EngineOption = None,
 ) -> None:
-    """Serve the HTTP API (POST /classify, GET /labels, archive scoring task) with BentoML."""
-    from training.store import resolve_model
+    """Serve the HTTP API (POST /classify, GET /labels, archive scoring task) with BentoML.
 
-    # Check the model here so a typo fails with one line, not a worker traceback after startup.
-    model_dir = resolve_model(model)
+    Set GIVETAKE_API_KEY to require 'Authorization: Bearer <key>' (see SECURITY.md).
+    """
+    from serving.predictor import resolve_engine
+    from serving.security import SCHEMA_ENV, check_model, check_settings
+    from training.promote import default_model
+
+    model = model or default_model()  # the promoted model's exact tag survives later trainings
+
+    # Check the model and settings here so a typo or a corrupt file fails with one line: a worker
+    # that fails at startup is restarted by BentoML over and over instead of stopping the server.
+    check_settings()
+    schema_file = schema or _env_path(SCHEMA_ENV)
+    model_dir = check_model(model, schema_file)
+    chosen = resolve_engine(model_dir, engine, model)  # a missing or unchecked ONNX file fails here, in one line
     reference = str(Path(model).resolve()) if Path(model).is_dir() else model
-    env = {**os.environ, "GIVETAKE_MODEL": reference}
+    env = {**os.environ, "GIVETAKE_MODEL": reference, "GIVETAKE_ENGINE": chosen}
+    if schema_file is not None:
+        env[SCHEMA_ENV] = str(schema_file.resolve())
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     cmd = [
@@ -43,7 +78,7 @@ def serve(
         "--working-dir",
         str(ROOT),
     ]
-    typer.echo(f"serving {model} ({model_dir}) at http://{host}:{port} (docs at /, Ctrl-C stops)", err=True)
+    typer.echo(f"serving {model} ({model_dir}) on {chosen} at http://{host}:{port} (docs at /, Ctrl-C stops)", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     # exec, not a child process: signals (Ctrl-C, SIGTERM from a supervisor) reach BentoML directly,
@@ -79,6 +114,8 @@ def score(
     ] = False,
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and committed at a time.")] = 512,
     batch_size: Annotated[int, typer.Option(min=1, help="Posts per forward pass.")] = 32,
+    schema: Annotated[Path | None, typer.Option(help=SCHEMA_HELP, show_default=False)] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Score an archive of posts offline (no server): adds labels and score_<label> columns.
 
@@ -86,9 +123,11 @@ def score(
     """
     from serving.predictor import Predictor
     from serving.score import check_paths, score_file, side_paths
+    from serving.security import SCHEMA_ENV, check_model
 
     check_paths(input_file, output)  # before the model loads: a typo should fail in a second
-    predictor = Predictor(model, batch_size=batch_size)
+    check_model(model, schema or _env_path(SCHEMA_ENV))
+    predictor = Predictor(model, batch_size=batch_size, engine=engine)
     try:
         summary = score_file(
             input_file, output, predictor, text_column=text_column, resume=resume, chunk_size=chunk_size
@@ -100,3 +139,9 @@ def score(
         typer.echo(f"interrupted after {done} rows; run the same command with --resume to continue", err=True)
         raise typer.Exit(130) from None
     typer.echo(summary.line())
+
+
+def _env_path(name: str) -> Path | None:
+    """The path in environment variable ``name``; None when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    return Path(value) if value else None

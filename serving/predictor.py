@@ -4,11 +4,19 @@
 ``givetake:latest``) with the label schema and thresholds it was trained with, and turns texts
 into predictions: per text the labels at or above their thresholds, an independent sigmoid
 probability for every label, and whether the text was truncated.
+
+The transformer half runs on one of three engines: ``torch`` (the saved weights), ``onnx`` (the
+same network exported to ONNX, run by ONNX Runtime) or ``onnx-int8`` (that export with int8
+weights, dynamic quantisation). ``givetake export`` writes the ONNX files and checks each one
+against torch; only an engine that passed is picked by ``auto``, and asking for one that did not
+is an error. The lexical half, thresholds and truncation are the same whatever the engine.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +24,17 @@ import numpy as np
 
 from labels.schema import Schema, load_schema
 from training.lexical import LexicalModel, has_lexical
-from training.store import resolve_model
+from training.store import read_metrics, resolve_model
 from training.text import normalize
 from training.thresholds import load_thresholds
+
+ENGINES = ("torch", "onnx", "onnx-int8")
+ENGINE_CHOICES = ("auto", *ENGINES)
+# The exported networks, beside the weights; written by ``givetake export`` (training/export.py).
+ENGINE_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+# Where metrics.json records which engines passed the parity check against torch.
+ENGINES_KEY = "engines"
+ENGINE_ENV = "GIVETAKE_ENGINE"
 
 
 class ModelLoadError(RuntimeError):
@@ -33,17 +49,80 @@ def _max_length(model_dir: Path) -> int:
         return 128
 
 
+def engine_records(model_dir: Path) -> dict[str, Any]:
+    """What ``givetake export`` recorded per engine (``usable``, parity figures); empty if never exported."""
+    records = read_metrics(model_dir).get(ENGINES_KEY)
+    return records if isinstance(records, dict) else {}
+
+
+def resolve_engine(model_dir: Path, requested: str | None = None, reference: str | Path | None = None) -> str:
+    """The engine to run: ``requested``, else ``$GIVETAKE_ENGINE``, else ``auto``.
+
+    ``auto`` is ``onnx-int8`` when its file is there and passed the parity check, else ``onnx``
+    on the same terms, else ``torch``. An ONNX engine asked for by name must have its file and a
+    passed check; otherwise :class:`ModelLoadError` names the file and the command that makes it.
+    """
+    name = (requested or os.environ.get(ENGINE_ENV) or "auto").strip().lower()
+    if name not in ENGINE_CHOICES:
+        raise ModelLoadError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_CHOICES)}")
+    records = engine_records(model_dir)
+    if name == "auto":
+        for engine in ("onnx-int8", "onnx"):
+            if (model_dir / ENGINE_FILES[engine]).is_file() and (records.get(engine) or {}).get("usable") is True:
+                return engine
+        return "torch"
+    if name == "torch":
+        return name
+    path = model_dir / ENGINE_FILES[name]
+    export = f"`givetake export {reference or model_dir}`"
+    if not path.is_file():
+        raise ModelLoadError(
+            f"engine {name!r} needs {path}, which does not exist; create it with {export} (or use --engine torch)"
+        )
+    record = records.get(name) or {}
+    if "usable" not in record:
+        raise ModelLoadError(f"{path} was never checked against torch; run {export} (or use --engine torch)")
+    if record["usable"] is not True:
+        raise ModelLoadError(
+            f"{path} failed the parity check against torch ({record.get('reason', 'see metrics.json')}); "
+            "use --engine torch or onnx"
+        )
+    return name
+
+
+def _config_labels(model_dir: Path) -> list[str]:
+    """The label order of the network's output, from ``config.json`` (``id2label``)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        id2label = {int(k): v for k, v in config["id2label"].items()}
+        return [id2label[i] for i in range(len(id2label))]
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{model_dir / 'config.json'}: cannot read id2label ({exc})") from exc
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50))), dtype=np.float32)
+
+
 class Predictor:
-    """Scores texts with a saved givetake model (torch engine)."""
+    """Scores texts with a saved givetake model on the torch, onnx or onnx-int8 engine.
 
-    def __init__(self, model: str | Path, batch_size: int = 32, threads: int | None = None) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers import logging as hf_logging
+    ``engine`` is ``auto`` (the default, also read from ``$GIVETAKE_ENGINE``), ``torch``, ``onnx``
+    or ``onnx-int8``; :attr:`engine` is the one running. ``threads`` defaults to the cores this
+    process may use. ``unchecked`` lets ``givetake export`` load an ONNX file before its parity
+    check has been recorded.
+    """
 
+    def __init__(
+        self,
+        model: str | Path,
+        batch_size: int = 32,
+        threads: int | None = None,
+        engine: str | None = None,
+        unchecked: bool = False,
+    ) -> None:
         from training.train import available_cores
 
-        hf_logging.set_verbosity_error()
         self.model_dir = resolve_model(model)
         self.reference = str(model)
         self.schema: Schema = load_schema(self.model_dir / "schema.yaml")
@@ -51,21 +130,27 @@ class Predictor:
         self.thresholds = load_thresholds(self.model_dir, self.labels)
         self.max_length = _max_length(self.model_dir)
         self.batch_size = batch_size
+        self.threads = threads or available_cores()
         if any(self.model_dir.glob("*.bin")) or any(self.model_dir.glob("*.pkl")):
             raise ModelLoadError(f"{self.model_dir} holds a pickle file (*.bin/*.pkl); only safetensors are loaded")
-        torch.set_num_threads(threads or available_cores())
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=False)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                self.model_dir, use_safetensors=True, trust_remote_code=False
-            ).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{self.model_dir}: cannot load model ({exc})") from exc
-        id2label = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        if id2label != self.labels:
+        if unchecked and engine in ENGINE_FILES:
+            self.engine = engine
+            if not (self.model_dir / ENGINE_FILES[engine]).is_file():
+                raise ModelLoadError(f"{self.model_dir / ENGINE_FILES[engine]} does not exist")
+        else:
+            self.engine = resolve_engine(self.model_dir, engine, model)
+        config_labels = _config_labels(self.model_dir)
+        if config_labels != self.labels:
             raise ModelLoadError(
-                f"{self.model_dir}: config.json labels {id2label} differ from its schema.yaml {self.labels}"
+                f"{self.model_dir}: config.json labels {config_labels} differ from its schema.yaml {self.labels}"
             )
+        self._load_tokenizer(light=self.engine != "torch")
+        self.model: Any = None
+        self.session: Any = None
+        if self.engine == "torch":
+            self._load_torch()
+        else:
+            self._load_onnx(self.model_dir / ENGINE_FILES[self.engine])
         self.lexical: LexicalModel | None = None
         self.lexical_weight = 0.0
         if has_lexical(self.model_dir):
@@ -77,15 +162,124 @@ class Predictor:
                 raise ModelLoadError(f"{self.model_dir}: lexical.json labels differ from its schema.yaml")
             self.lexical_weight = float(weight or 0.0)
 
+    _tokenize: Callable[[list[str]], list[list[int]]]
+    pad_id: int
+
+    def _load_tokenizer(self, light: bool) -> None:
+        """The tokenizer as ``self._tokenize`` (texts -> token ids) and the padding id.
+
+        ``light``: read ``tokenizer.json`` with the ``tokenizers`` library alone, when there is one.
+        transformers' AutoTokenizer wraps the same file but imports torch (about 220 MB and
+        seconds of start-up), which the ONNX engines do not need; their parity check against
+        torch, which tokenizes with AutoTokenizer, covers the tokenizer too.
+        """
+        path = self.model_dir / "tokenizer.json"
+        if light and path.is_file():
+            from tokenizers import Tokenizer
+
+            try:
+                fast = Tokenizer.from_file(str(path))
+            except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+                raise ModelLoadError(f"{path}: cannot load the tokenizer ({exc})") from exc
+            try:
+                config = json.loads((self.model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                config = {}
+            fast.no_truncation()  # truncation is done in _encode, keeping the closing token
+            fast.no_padding()  # padding is done per batch in _pad
+            pad = config.get("pad_token")
+            pad = pad.get("content") if isinstance(pad, dict) else pad
+            self.pad_id = int(fast.token_to_id(pad) or 0) if isinstance(pad, str) else 0
+            self._tokenize = lambda texts: [e.ids for e in fast.encode_batch(texts)]
+            return
+        from transformers import AutoTokenizer
+        from transformers import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{self.model_dir}: cannot load the tokenizer ({exc})") from exc
+        self.pad_id = int(tokenizer.pad_token_id or 0)
+        self._tokenize = lambda texts: tokenizer(texts, truncation=False)["input_ids"]
+
+    def _load_torch(self) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+        from transformers import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars on every load
+        torch.set_num_threads(self.threads)
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                self.model_dir, use_safetensors=True, trust_remote_code=False
+            ).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{self.model_dir}: cannot load model ({exc})") from exc
+
+    def _load_onnx(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # One forward pass at a time (the service holds a lock), each spread over every core.
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads sleep instead of spinning: spinning threads take the cores the tokenizer,
+        # the lexical half and the HTTP server need between passes. Measured with bench/http.py on 2
+        # busy cores: one client p50 7.5 ms without spinning, 12-18 ms with; 32 clients 75 vs 50-56 posts/s.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+            raise ModelLoadError(
+                f"{path}: cannot load ONNX model ({exc}); re-create it with `givetake export`"
+            ) from None
+        inputs = {i.name for i in self.session.get_inputs()}
+        if inputs != {"input_ids", "attention_mask"}:
+            raise ModelLoadError(f"{path}: expected inputs input_ids and attention_mask, found {sorted(inputs)}")
+
     def _encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids per text, cut to ``max_length`` (keeping the closing special token)."""
-        ids = self.tokenizer([normalize(t) for t in texts], truncation=False)["input_ids"]
+        ids = self._tokenize([normalize(t) for t in texts])
         out, truncated = [], []
         for seq in ids:
             cut = len(seq) > self.max_length
             out.append(seq[: self.max_length - 1] + seq[-1:] if cut else seq)
             truncated.append(cut)
         return out, truncated
+
+    def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask, padded to the longest of ``seqs``."""
+        width = max(len(s) for s in seqs)
+        input_ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for row, seq in enumerate(seqs):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        return input_ids, mask
+
+    def _transformer_proba(self, ids: list[list[int]]) -> np.ndarray:
+        """The transformer half's sigmoid probabilities, batch by batch in order of length."""
+        order = np.argsort([len(s) for s in ids], kind="stable")
+        probs = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.session is not None:
+            for chunk in batches:
+                input_ids, mask = self._pad([ids[i] for i in chunk])
+                logits = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})[0]
+                probs[chunk] = _sigmoid(logits)
+            return probs
+        import torch
+
+        with torch.inference_mode():
+            for chunk in batches:
+                input_ids, mask = self._pad([ids[i] for i in chunk])
+                logits = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask)).logits
+                probs[chunk] = torch.sigmoid(logits.float()).numpy()
+        return probs
 
     def predict_proba(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         """Sigmoid probabilities, shape (len(texts), len(labels)), and the truncation flags.
@@ -96,19 +290,10 @@ class Predictor:
         Texts are sorted by length and padded per batch, so a long post does not make every
         short post in its batch pay for its padding.
         """
-        import torch
-
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32), []
         ids, truncated = self._encode(texts)
-        order = np.argsort([len(s) for s in ids], kind="stable")
-        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
-                logits = self.model(**batch).logits
-                probs[chunk] = torch.sigmoid(logits.float()).numpy()
+        probs = self._transformer_proba(ids)
         if self.lexical is not None and self.lexical_weight > 0:
             lexical = self.lexical.predict_proba(texts)
             probs = ((1 - self.lexical_weight) * probs + self.lexical_weight * lexical).astype(np.float32)

@@ -289,6 +289,10 @@ def text_problem(rec: dict[str, Any], column: str) -> str | None:
         return f"{column!r} is not text but {type(value).__name__} {value!r:.40}"
     if not value.strip():
         return f"{column!r} is empty or only whitespace"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON may escape a lone surrogate ("\ud800"); tokenizers reject it
+        return f"{column!r} is not valid Unicode (a lone surrogate at character {exc.start})"
     return None
 
 
@@ -309,7 +313,10 @@ def _flat(value: Any) -> Any:
     if isinstance(value, dict) or (
         isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value)
     ):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        value = json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, str) and not value.isascii():
+        # A lone surrogate (JSON input may escape one) cannot go into Arrow: keep it as the text \udXXX.
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
 
 
@@ -367,7 +374,8 @@ class _TextWriter:
     def _write_csv(self, rows: list[list[str]]) -> None:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(rows)
-        self.fh.write(buf.getvalue().encode("utf-8"))
+        # backslashreplace: a lone surrogate from a JSON input is written as the text \udXXX, not a crash.
+        self.fh.write(buf.getvalue().encode("utf-8", "backslashreplace"))
 
     def write(self, rows: list[_Scored]) -> None:
         if self.kind == "csv":
@@ -384,7 +392,8 @@ class _TextWriter:
                 d = self.cols.input_part(r.record)
                 d.update(_added_values(self.cols, r, csv_style=False))
                 lines.append(json.dumps(d, ensure_ascii=False, default=str) + "\n")
-            self.fh.write("".join(lines).encode("utf-8"))
+            # Inside a JSON string, backslashreplace writes a lone surrogate back as its JSON escape.
+            self.fh.write("".join(lines).encode("utf-8", "backslashreplace"))
 
     def commit(self) -> int:
         self.fh.flush()
@@ -442,7 +451,7 @@ class _ParquetParts:
                 values = [_flat(r.record.get(name)) for r in rows]
                 try:
                     arrays[self.cols.rename(name)] = pa.array(values)
-                except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them as text
+                except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):  # mixed types: keep them as text
                     arrays[self.cols.rename(name)] = pa.array(
                         [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
                         pa.string(),

@@ -17,7 +17,8 @@ TEXTS = ["@user so sorry, please DM us your order number", "Our summer sale star
 
 @pytest.fixture(scope="module")
 def predictor(trained_run: Path) -> Predictor:
-    return Predictor(trained_run)
+    # The torch engine; tests/test_engines.py compares the ONNX engines with it.
+    return Predictor(trained_run, engine="torch")
 
 
 def test_predictions_have_labels_scores_and_truncation(predictor: Predictor) -> None:

@@ -29,9 +29,14 @@ from training.thresholds import load_thresholds
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# fp32 ONNX: answers must not depend on which requests the server batches together (int8's move
+# slightly with batch-mates; tests/test_engines.py covers that engine).
+ENGINE = "onnx"
+
+
 @pytest.fixture(scope="module")
 def predictor(trained_run: Path) -> Predictor:
-    return Predictor(trained_run)
+    return Predictor(trained_run, engine=ENGINE)
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +49,14 @@ def client(trained_run: Path) -> Iterator[TestClient]:
     Sqlite3Store.init_db(BentoMLContainer.result_store_file.get())
     old = os.environ.get("GIVETAKE_MODEL")
     os.environ["GIVETAKE_MODEL"] = "givetake:tiny"
+    os.environ["GIVETAKE_ENGINE"] = ENGINE
     try:
         from serving.service import PostClassifier
 
         with TestClient(PostClassifier.to_asgi()) as test_client:
             yield test_client
     finally:
+        os.environ.pop("GIVETAKE_ENGINE", None)
         if old is None:
             os.environ.pop("GIVETAKE_MODEL", None)
         else:
@@ -127,6 +134,7 @@ def test_labels_describe_the_model(client: TestClient, trained_run: Path) -> Non
     assert info["model"]["reference"] == "givetake:tiny" and info["model"]["tag"] == "givetake:tiny"
     assert (Path(info["model"]["path"]) / "model.safetensors").is_file()
     assert info["model"]["max_length"] == 48
+    assert info["model"]["engine"] == ENGINE  # from GIVETAKE_ENGINE
     assert info["schema"]["version"] == schema.version
 
 

@@ -33,9 +33,9 @@ def run_baseline(
     posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
     train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
-    model = LexicalModel(schema.names, seed=train_cfg.seed).fit(train_posts.texts, train_posts.y)
+    model = LexicalModel(schema.names, seed=train_cfg.seed).fit(train_posts.texts, train_posts.y, train_posts.known)
     val_probs = model.predict_proba(val_posts.texts)
-    thresholds = tune_thresholds(val_posts.y, val_probs, schema.names)
+    thresholds = tune_thresholds(val_posts.y, val_probs, schema.names, val_posts.known)
 
     run_id = (train_cfg.run_id or new_run_id()) + "-baseline"
     run_dir = Path(train_cfg.output_dir) / run_id
@@ -56,6 +56,7 @@ def run_baseline(
             thresholds,
             schema.names,
             title=f"baseline {run_id}: validation split",
+            known=val_posts.known,
         ),
         "data": {
             "train": train_posts.counts(),
@@ -73,6 +74,7 @@ def run_baseline(
             thresholds,
             schema.names,
             title=f"baseline {run_id}: {path}",
+            known=other.known,
         )
     metrics["training"] = {"seconds": round(time.time() - started, 1)}
     write_metrics(run_dir, metrics)

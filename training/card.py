@@ -61,6 +61,8 @@ def render_card(run_dir: str | Path) -> str:
     ]
     lines += [f"| `{s.name}` | {s.side} | {s.summary} |" for s in schema.labels]
     lines.append("")
+    if metrics.get("warnings"):
+        lines += ["## Warnings", "", *[f"- **{w}**" for w in metrics["warnings"]], ""]
     if metrics.get("lexical_weight"):
         w = metrics["lexical_weight"]
         lines += [

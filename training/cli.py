@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from serving.commands import score, serve
+from serving.commands import EngineOption, score, serve
+from training import workflow
 from training.config import (
     CONFIG_CLASSES,
     ConfigError,
@@ -21,6 +22,7 @@ from training.config import (
     read_config_file,
     typer_options,
 )
+from training.export import export as export_command
 
 app = typer.Typer(
     name="givetake",
@@ -36,9 +38,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from labels.schema import SchemaError
     from serving.predictor import ModelLoadError
     from training.data import DataError
+    from training.export import ExportError
+    from training.importers import ImportFailed
+    from training.promote import PromotionRefused
     from training.store import ModelNotFound
 
-    return (ConfigError, DataError, SchemaError, ModelNotFound, ModelLoadError, FileExistsError)
+    return (
+        ConfigError,
+        DataError,
+        SchemaError,
+        ModelNotFound,
+        ModelLoadError,
+        FileExistsError,
+        ExportError,
+        ImportFailed,
+        PromotionRefused,
+    )
 
 
 def _resolve_values(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +87,8 @@ def train(
 
     metrics = read_metrics(run_dir)
     typer.echo((run_dir / "eval" / "validation" / "report.txt").read_text(encoding="utf-8"))
+    for line in metrics.get("warnings") or []:  # repeated here: the log lines scroll away under progress bars
+        typer.echo(f"WARNING: {line}", err=True)
     typer.echo(
         f"saved {run_dir}"
         + (f" and {metrics['bentoml_tag']}" if metrics.get("bentoml_tag") else "")
@@ -86,9 +103,14 @@ def evaluate(
     text_column: Annotated[str, typer.Option(help="Column holding the post text.")] = "text",
     labels_column: Annotated[str, typer.Option(help="Column holding the labels.")] = "labels",
     out: Annotated[Path | None, typer.Option(help="Report directory; default <model>/eval/<data-name>/.")] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Score a labelled file with a saved model: metrics, text report and plots."""
+    from serving.predictor import ENGINE_ENV
     from training.evaluate import evaluate_model
+
+    if engine:  # the predictor reads its engine from the environment
+        os.environ[ENGINE_ENV] = engine
 
     out_dir, _ = evaluate_model(model, data, text_column, labels_column, out=out)
     typer.echo((out_dir / "report.txt").read_text(encoding="utf-8"))
@@ -142,6 +164,12 @@ def models(
 
 app.command()(serve)
 app.command()(score)
+app.command(name="export")(export_command)
+app.command(name="import")(workflow.import_labels)
+app.command()(workflow.compare)
+app.command()(workflow.promote)
+app.command(name="label-issues")(workflow.label_issues)
+app.command()(workflow.suggest)
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ the row (1-based line for JSONL, data row for CSV/Parquet) and what is wrong.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,12 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labels.schema import SEED_DIR, Schema
+from labels.schema import SEED_DIR, LabelChangedError, Schema
 
 if TYPE_CHECKING:
     import datasets
 
+log = logging.getLogger("givetake.data")
+
 SUFFIXES = (".jsonl", ".csv", ".parquet")
+# Data that records no schema version was labelled with the first one: the shipped corpus is.
+DEFAULT_DATA_VERSION = 1
+VERSION_FIELD = "schema_version"
+MIN_POSITIVES = 30
+_VERSION_SUFFIX = re.compile(r"^(.+)@v(\d+)$")
 
 
 class DataError(ValueError):
@@ -30,12 +39,39 @@ class DataError(ValueError):
 
 @dataclass
 class LabelledPosts:
-    """Texts with a multi-hot label matrix whose columns follow ``label_names``."""
+    """Texts with a multi-hot label matrix whose columns follow ``label_names``.
+
+    ``known`` marks which cells were judged: a row labelled with a schema version older than
+    a label never judged that label, so its 0 there means "unknown", not "no" (see
+    :func:`load_file`). Training, threshold tuning and evaluation leave unknown cells out.
+    """
 
     texts: list[str]
     y: np.ndarray  # shape (n, len(label_names)), values 0/1
     label_names: list[str]
     sources: list[str]
+    known: np.ndarray | None = None  # shape like y, 1 = judged; None = every cell judged
+    ids: list[str] | None = None  # the row's `id` field, or "" (for reports)
+    rows: list[int] | None = None  # row number within its source file (for reports)
+
+    def __post_init__(self) -> None:
+        if self.known is None:
+            self.known = np.ones_like(self.y, dtype=np.int8)
+        if self.ids is None:
+            self.ids = [""] * len(self.texts)
+        if self.rows is None:
+            self.rows = [0] * len(self.texts)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``known`` as a 0/1 int8 array (never None)."""
+        assert self.known is not None
+        return self.known
+
+    @property
+    def fully_known(self) -> bool:
+        """Whether every cell was judged (the common case: all data labelled with the current schema)."""
+        return bool(self.mask.all())
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -43,41 +79,77 @@ class LabelledPosts:
     def subset(self, index: Iterable[int]) -> LabelledPosts:
         """The rows at ``index``, in that order."""
         idx = list(index)
+        assert self.ids is not None and self.rows is not None
         return LabelledPosts(
-            [self.texts[i] for i in idx], self.y[idx], self.label_names, [self.sources[i] for i in idx]
+            [self.texts[i] for i in idx],
+            self.y[idx],
+            self.label_names,
+            [self.sources[i] for i in idx],
+            self.mask[idx],
+            [self.ids[i] for i in idx],
+            [self.rows[i] for i in idx],
         )
 
     def to_dataset(self) -> datasets.Dataset:
-        """As a ``datasets.Dataset`` with ``text`` and float multi-hot ``labels`` columns."""
+        """As a ``datasets.Dataset`` with ``text`` and float multi-hot ``labels`` columns.
+
+        An unknown cell is written as -1 (the training loss masks it out).
+        """
         import datasets
 
-        return datasets.Dataset.from_dict({"text": self.texts, "labels": self.y.astype(np.float32).tolist()})
+        labels = np.where(self.mask > 0, self.y, -1).astype(np.float32)
+        return datasets.Dataset.from_dict({"text": self.texts, "labels": labels.tolist()})
 
-    def counts(self) -> dict[str, int]:
-        """Positives per label, plus ``none`` (rows with no label) and ``rows``."""
-        out = {name: int(self.y[:, j].sum()) for j, name in enumerate(self.label_names)}
+    def counts(self) -> dict[str, Any]:
+        """Positives per label, plus ``none`` (rows with no label) and ``rows``.
+
+        When some cells are unknown, ``unknown`` holds how many rows each label is unknown for.
+        """
+        out: dict[str, Any] = {name: int(self.y[:, j].sum()) for j, name in enumerate(self.label_names)}
         out["none"] = int((self.y.sum(axis=1) == 0).sum())
         out["rows"] = len(self)
+        if not self.fully_known:
+            out["unknown"] = {n: int((self.mask[:, j] == 0).sum()) for j, n in enumerate(self.label_names)}
         return out
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus every JSONL/CSV/Parquet file inside named directories."""
-    out: list[Path] = []
+def split_version(raw: str | Path) -> tuple[Path, int | None]:
+    """``more.csv@v2`` -> (``more.csv``, 2): the schema version a whole source was labelled with.
+
+    A path that exists as given is never split, so a file whose name holds ``@v`` still loads.
+    """
+    text = str(raw)
+    match = _VERSION_SUFFIX.match(text)
+    if match and not Path(text).exists():
+        return Path(match.group(1)), int(match.group(2))
+    return Path(text), None
+
+
+def expand_sources(paths: Iterable[str | Path]) -> list[tuple[Path, int | None]]:
+    """Files named directly, plus every JSONL/CSV/Parquet file inside named directories.
+
+    Each comes with the schema version given by a ``@vN`` suffix on its argument (or None).
+    """
+    out: list[tuple[Path, int | None]] = []
     for raw in paths:
-        path = Path(raw)
+        path, version = split_version(raw)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
             if not found:
                 raise DataError(f"{path}: directory holds no .jsonl, .csv or .parquet files")
-            out.extend(found)
+            out.extend((p, version) for p in found)
         elif path.is_file():
             if path.suffix.lower() not in SUFFIXES:
                 raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl, .csv or .parquet")
-            out.append(path)
+            out.append((path, version))
         else:
             raise DataError(f"{path}: no such file or directory")
     return out
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus every JSONL/CSV/Parquet file inside named directories."""
+    return [p for p, _ in expand_sources(paths)]
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
@@ -101,7 +173,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, s
                 yield lineno, None, f"a JSON {type(obj).__name__}, not an object"
 
 
-def _iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row number, record) pairs; JSONL is parsed here so a bad line is named exactly."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
@@ -150,22 +222,81 @@ def _is_one(value: Any, where: str, column: str) -> bool:
     raise DataError(f"{where}: column '{column}' must be 0 or 1, got {value!r}")
 
 
+def _has_label_columns(rec: dict[str, Any], schema: Schema, version: int) -> bool:
+    """Whether a record has a 0/1 column (under its current or an old name) for every label of ``version``."""
+    have = {schema.current_name(str(c)) for c in rec}
+    needed = [spec.name for spec in schema.labels if spec.since <= version]
+    return bool(needed) and all(n in have for n in needed)
+
+
+def _row_version(rec: dict[str, Any], default: int, schema: Schema, where: str) -> int:
+    """The schema version a row was labelled with: its own field, else its source's."""
+    raw = rec.get(VERSION_FIELD)
+    if raw is None or raw == "":
+        return default
+    try:
+        version = int(raw)
+        if isinstance(raw, bool) or float(raw) != version:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: '{VERSION_FIELD}' must be a whole number, got {raw!r}") from None
+    if not 1 <= version <= schema.version:
+        raise DataError(
+            f"{where}: labelled with schema version {version}, but the schema "
+            f"({schema.path or 'given'}) is version {schema.version}"
+        )
+    return version
+
+
 def load_file(
-    path: str | Path, schema: Schema, text_column: str = "text", labels_column: str = "labels"
+    path: str | Path,
+    schema: Schema,
+    text_column: str = "text",
+    labels_column: str = "labels",
+    version: int | None = None,
 ) -> LabelledPosts:
-    """Load one file; raise :class:`DataError` for the first bad row."""
+    """Load one file; raise :class:`DataError` for the first bad row.
+
+    Each row was labelled with a schema version: its ``schema_version`` field, else
+    ``version`` (the ``@vN`` of the source), else 1. A label the row mentions is a known
+    positive. A label it does not mention is a known negative only when the label existed in
+    that version (``since`` in the schema); otherwise the cell is unknown. Names the schema
+    renamed or removed are read as the new name or dropped for rows labelled before the
+    change, and are an error for rows labelled after it.
+    """
     path = Path(path)
     names = schema.names
     index = {n: j for j, n in enumerate(names)}
+    since = np.array([spec.since for spec in schema.labels])
+    default = version if version is not None else DEFAULT_DATA_VERSION
+    if not 1 <= default <= schema.version:
+        raise DataError(f"{path}: labelled with schema version {default}, but the schema is version {schema.version}")
     texts: list[str] = []
     rows: list[np.ndarray] = []
+    known_rows: list[np.ndarray] = []
+    ids: list[str] = []
+    rownos: list[int] = []
+    old_names: Counter[tuple[str, str | None]] = Counter()
     mode: str | None = None
-    for rowno, rec in _iter_records(path):
+    for rowno, rec in iter_records(path):
         where = f"{path}, {'line' if path.suffix.lower() == '.jsonl' else 'row'} {rowno}"
+        row_version = _row_version(rec, default, schema, where)
+
+        def resolve(label: str, where: str = where, row_version: int = row_version) -> str | None:
+            try:
+                current = schema.resolve(label, row_version)
+            except KeyError:
+                raise DataError(f"{where}: unknown label {label!r}; known labels: {', '.join(names)}") from None
+            except LabelChangedError as exc:
+                raise DataError(f"{where}: {exc}") from None
+            if current != label:
+                old_names[(label, current)] += 1
+            return current
+
         if mode is None:
             if labels_column in rec:
                 mode = "column"
-            elif all(n in rec for n in names):
+            elif _has_label_columns(rec, schema, row_version):
                 mode = "onehot"
             else:
                 raise DataError(
@@ -184,31 +315,81 @@ def load_file(
             except ValueError as exc:
                 raise DataError(f"{where}: {exc}") from None
             for label in found:
-                if label not in index:
-                    raise DataError(f"{where}: unknown label {label!r}; known labels: {', '.join(names)}")
-                vec[index[label]] = 1
+                current = resolve(label)
+                if current is not None:
+                    vec[index[current]] = 1
         else:
-            for label in names:
-                vec[index[label]] = _is_one(rec.get(label), where, label)
+            for column, value in rec.items():
+                if schema.mentions(str(column)):
+                    current = resolve(str(column))
+                    if current is not None and _is_one(value, where, str(column)):
+                        vec[index[current]] = 1
         texts.append(text)
         rows.append(vec)
+        # Judged: every label that existed when the row was labelled, and anything it marks.
+        known_rows.append(((since <= row_version) | (vec > 0)).astype(np.int8))
+        ids.append(str(rec.get("id", "") or ""))
+        rownos.append(rowno)
     if not texts:
         raise DataError(f"{path}: no rows")
-    return LabelledPosts(texts, np.stack(rows), list(names), [path.name] * len(texts))
+    for (old, new), n in sorted(old_names.items()):
+        log.warning(
+            "%s: %d row(s) use the old label name %r, read as %s (the schema %s it; those rows were labelled "
+            "before the change)",
+            path,
+            n,
+            old,
+            repr(new) if new else "nothing",
+            "renamed" if new else "removed",
+        )
+    return LabelledPosts(
+        texts, np.stack(rows), list(names), [path.name] * len(texts), np.stack(known_rows), ids, rownos
+    )
 
 
 def load_posts(
     paths: Iterable[str | Path] | None, schema: Schema, text_column: str = "text", labels_column: str = "labels"
 ) -> LabelledPosts:
-    """Load and concatenate every file under ``paths`` (default: the shipped seed corpus)."""
-    files = expand_paths(list(paths) if paths else [SEED_DIR])
-    parts = [load_file(p, schema, text_column, labels_column) for p in files]
+    """Load and concatenate every file under ``paths`` (default: the shipped seed corpus).
+
+    A path may end in ``@vN`` (``more.csv@v2``): the schema version its rows were labelled
+    with, for rows that do not record their own ``schema_version``.
+    """
+    sources = expand_sources(list(paths) if paths else [SEED_DIR])
+    parts = [load_file(p, schema, text_column, labels_column, version) for p, version in sources]
     return LabelledPosts(
         [t for p in parts for t in p.texts],
         np.concatenate([p.y for p in parts]),
         list(schema.names),
         [s for p in parts for s in p.sources],
+        np.concatenate([p.mask for p in parts]),
+        [i for p in parts for i in p.ids or []],
+        [r for p in parts for r in p.rows or []],
     )
+
+
+def label_warnings(posts: LabelledPosts, minimum: int = MIN_POSITIVES) -> list[str]:
+    """Problems with labels that have too little judged data to learn or measure.
+
+    A label with fewer than ``minimum`` known positives, or with no known negatives (no row
+    was labelled with a schema version that includes it), gets one line each.
+    """
+    out = []
+    for j, name in enumerate(posts.label_names):
+        judged = posts.mask[:, j] > 0
+        positives = int(posts.y[judged, j].sum())
+        negatives = int(judged.sum()) - positives
+        if positives < minimum:
+            out.append(
+                f"label {name!r} has only {positives} known positive(s), fewer than {minimum}: its model, "
+                "threshold and F1 are unreliable; label more posts that carry it"
+            )
+        if negatives == 0:
+            out.append(
+                f"label {name!r} has no known negatives: no row was labelled with a schema version that "
+                f"includes it; record '{VERSION_FIELD}' in the data (or pass --data FILE@vN)"
+            )
+    return out
 
 
 def stratified_split(posts: LabelledPosts, fraction: float, seed: int) -> tuple[list[int], list[int]]:

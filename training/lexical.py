@@ -53,8 +53,12 @@ class LexicalModel:
         norm = [normalize(t) for t in texts]
         return hstack([self.vectorizers[k].transform(norm) for k in _VECTORIZERS]).tocsr()
 
-    def fit(self, texts: list[str], y: np.ndarray) -> LexicalModel:
-        """Fit the vectorizers and one balanced logistic regression per label."""
+    def fit(self, texts: list[str], y: np.ndarray, known: np.ndarray | None = None) -> LexicalModel:
+        """Fit the vectorizers and one balanced logistic regression per label.
+
+        ``known`` (0/1, shape like ``y``) restricts each label's regression to the rows where
+        that label was judged; the vectorizers learn from every text.
+        """
         from scipy.sparse import hstack
         from sklearn.linear_model import LogisticRegression
 
@@ -63,12 +67,14 @@ class LexicalModel:
         x = hstack([self.vectorizers[k].fit_transform(norm) for k in _VECTORIZERS]).tocsr()
         weights, biases = [], []
         for j in range(y.shape[1]):
-            if y[:, j].min() == y[:, j].max():  # a label never (or always) seen: constant score
+            rows = np.flatnonzero(known[:, j]) if known is not None else np.arange(len(y))
+            yj = y[rows, j]
+            if len(yj) == 0 or yj.min() == yj.max():  # a label never (or always) seen: constant score
                 weights.append(np.zeros(x.shape[1], dtype=np.float32))
-                biases.append(-10.0 if y[0, j] == 0 else 10.0)
+                biases.append(10.0 if len(yj) and yj[0] == 1 else -10.0)
                 continue
             clf = LogisticRegression(C=self.c, class_weight="balanced", max_iter=2000, random_state=self.seed)
-            clf.fit(x, y[:, j])
+            clf.fit(x if known is None else x[rows], yj)
             weights.append(clf.coef_[0].astype(np.float32))
             biases.append(float(clf.intercept_[0]))
         self.weight = np.vstack(weights)

@@ -71,8 +71,16 @@ def register(run_dir: str | Path, run_id: str) -> str:
 def resolve_model(ref: str | Path) -> Path:
     """The directory of a model given as a run directory or a BentoML tag (``givetake:latest``).
 
-    Raises :class:`ModelNotFound` naming the reference and what is missing.
+    ``givetake:live`` is the promoted model (``givetake promote``). Raises
+    :class:`ModelNotFound` naming the reference and what is missing.
     """
+    if str(ref) == f"{MODEL_NAME}:live":
+        from training.promote import live_tag
+
+        promoted = live_tag()
+        if promoted is None:
+            raise ModelNotFound("givetake:live: no model has been promoted yet; run `givetake promote TAG`")
+        ref = promoted
     path = Path(ref)
     if path.is_dir():
         model_dir = path
@@ -93,6 +101,22 @@ def resolve_model(ref: str | Path) -> Path:
     if missing:
         raise ModelNotFound(f"{model_dir} is not a givetake model: missing {', '.join(missing)}")
     return model_dir
+
+
+def exact_tag(ref: str) -> str:
+    """The exact store tag of a reference (``givetake:latest`` -> ``givetake:<run-id>``)."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    if ref == f"{MODEL_NAME}:live":
+        resolve_model(ref)  # raises when nothing is promoted
+        from training.promote import live_tag
+
+        return str(live_tag())
+    try:
+        return str(bentoml.models.get(ref).tag)
+    except BentoMLException as exc:
+        raise ModelNotFound(f"{ref!r} is not a model in the BentoML store ({exc})") from None
 
 
 def list_runs(models_dir: str | Path = "models") -> list[dict[str, Any]]:

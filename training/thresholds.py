@@ -49,9 +49,17 @@ def best_threshold(
     return float(np.round(np.median(cuts[chosen]), 4))
 
 
-def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, label_names: list[str]) -> dict[str, float]:
-    """One F1-maximising threshold per label, from ``probs`` of shape (n, labels)."""
-    return {name: best_threshold(y_true[:, j], probs[:, j]) for j, name in enumerate(label_names)}
+def tune_thresholds(
+    y_true: np.ndarray, probs: np.ndarray, label_names: list[str], known: np.ndarray | None = None
+) -> dict[str, float]:
+    """One F1-maximising threshold per label, from ``probs`` of shape (n, labels).
+
+    ``known`` (0/1, same shape) leaves out the rows where a label was not judged.
+    """
+    if known is None:
+        return {name: best_threshold(y_true[:, j], probs[:, j]) for j, name in enumerate(label_names)}
+    rows = np.asarray(known) > 0
+    return {name: best_threshold(y_true[rows[:, j], j], probs[rows[:, j], j]) for j, name in enumerate(label_names)}
 
 
 def apply_thresholds(probs: np.ndarray, thresholds: dict[str, float], label_names: list[str]) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from labels.schema import Schema, load_schema
 from training.card import write_card
 from training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
-from training.data import LabelledPosts, load_posts, stratified_split
+from training.data import LabelledPosts, label_warnings, load_posts, stratified_split
 from training.evaluate import compute_metrics, write_report
 from training.lexical import LexicalModel
 from training.store import MODEL_NAME, new_run_id, register, write_metrics
@@ -55,12 +55,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -50, 50))))
 
 
-def pos_weights(y: np.ndarray, cap: float) -> np.ndarray | None:
-    """Per-label BCE positive weights: negatives/positives, capped at ``cap`` (None if cap == 0)."""
+def pos_weights(y: np.ndarray, cap: float, known: np.ndarray | None = None) -> np.ndarray | None:
+    """Per-label BCE positive weights: negatives/positives, capped at ``cap`` (None if cap == 0).
+
+    With ``known`` (0/1, shape like ``y``), only the rows where a label was judged count.
+    """
     if cap <= 0:
         return None
-    pos = y.sum(axis=0).astype(np.float64)
-    neg = len(y) - pos
+    judged = np.ones_like(y) if known is None else np.asarray(known)
+    pos = (y * judged).sum(axis=0).astype(np.float64)
+    neg = judged.sum(axis=0) - pos
     return np.minimum(neg / np.maximum(pos, 1.0), cap).clip(min=1.0)
 
 
@@ -116,7 +120,11 @@ def _trainer_class() -> type:
     from transformers import Trainer
 
     class BalancedTrainer(Trainer):  # type: ignore[misc]
-        """Trainer whose loss is BCE with per-label positive weights."""
+        """Trainer whose loss is BCE with per-label positive weights.
+
+        A label value of -1 marks a cell that was not judged (data labelled before the label
+        existed): it is masked out of the loss instead of being read as a negative.
+        """
 
         def __init__(self, *args: Any, pos_weight: np.ndarray | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -127,9 +135,17 @@ def _trainer_class() -> type:
         ) -> Any:
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                outputs.logits.float(), labels.float(), pos_weight=self.pos_weight
-            )
+            labels = labels.float()
+            if bool((labels < 0).any()):
+                mask = (labels >= 0).float()
+                cells = torch.nn.functional.binary_cross_entropy_with_logits(
+                    outputs.logits.float(), labels.clamp(min=0), pos_weight=self.pos_weight, reduction="none"
+                )
+                loss = (cells * mask).sum() / mask.sum().clamp(min=1.0)
+            else:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    outputs.logits.float(), labels, pos_weight=self.pos_weight
+                )
             return (loss, outputs) if return_outputs else loss
 
     return BalancedTrainer
@@ -140,8 +156,10 @@ def _threshold_metrics(label_names: list[str]) -> Any:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         probs = sigmoid(logits)
         y = pred.label_ids.astype(int)
-        th = tune_thresholds(y, probs, label_names)
-        m = compute_metrics(y, apply_thresholds(probs, th, label_names), label_names)
+        known = (y >= 0).astype(np.int8)  # -1 marks a cell that was not judged
+        y = y.clip(min=0)
+        th = tune_thresholds(y, probs, label_names, known)
+        m = compute_metrics(y, apply_thresholds(probs, th, label_names), label_names, known)
         return {"macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"]}
 
     return metrics
@@ -170,6 +188,12 @@ def train(
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
     train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
     log.info("data: %d train, %d validation rows", len(train_posts), len(val_posts))
+    data_warnings = label_warnings(posts)
+    for line in data_warnings:
+        log.warning("WARNING: %s", line)
+    for name, n in (posts.counts().get("unknown") or {}).items():
+        if n:
+            log.info("label %r: %d rows labelled before it existed count as unknown, not negative", name, n)
 
     torch.manual_seed(train_cfg.seed)
     tokenizer, model = build_model(model_cfg, schema)
@@ -223,7 +247,7 @@ def train(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_threshold_metrics(schema.names),
         callbacks=callbacks,
-        pos_weight=pos_weights(train_posts.y, train_cfg.pos_weight_cap),
+        pos_weight=pos_weights(train_posts.y, train_cfg.pos_weight_cap, train_posts.known),
     )
     try:
         result = trainer.train()
@@ -238,15 +262,16 @@ def train(
     save_configs(run_dir / "run_config.json", model_cfg, data_cfg, train_cfg)
     save_thresholds(run_dir, {n: 0.5 for n in schema.names})  # provisional, tuned below
     if model_cfg.lexical_weight > 0:
-        LexicalModel(schema.names, seed=train_cfg.seed).fit(train_posts.texts, train_posts.y).save(
+        lexical = LexicalModel(schema.names, seed=train_cfg.seed)
+        lexical.fit(train_posts.texts, train_posts.y, train_posts.known).save(
             run_dir, blend_weight=model_cfg.lexical_weight
         )
     # Validation probabilities come from the saved run through the serving predictor, so the
     # thresholds are tuned on exactly what every prediction path will compute.
     from serving.predictor import Predictor
 
-    probs, _ = Predictor(run_dir, threads=train_cfg.threads or None).predict_proba(val_posts.texts)
-    thresholds = tune_thresholds(val_posts.y, probs, schema.names)
+    probs, _ = Predictor(run_dir, threads=train_cfg.threads or None, engine="torch").predict_proba(val_posts.texts)
+    thresholds = tune_thresholds(val_posts.y, probs, schema.names, val_posts.known)
     save_thresholds(run_dir, thresholds)
     val_metrics = write_report(
         run_dir / "eval" / "validation",
@@ -255,6 +280,7 @@ def train(
         thresholds,
         schema.names,
         title=f"givetake {run_id}: validation split ({len(val_posts)} rows)",
+        known=val_posts.known,
     )
     history = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
     metrics = {
@@ -270,6 +296,7 @@ def train(
             "validation": val_posts.counts(),
             "sources": sorted(set(posts.sources)),
         },
+        "warnings": data_warnings,
         "training": {
             "seconds": round(time.time() - started, 1),
             "steps": int(result.global_step),
@@ -283,6 +310,13 @@ def train(
         metrics["bentoml_tag"] = f"{MODEL_NAME}:{run_id}"
     write_metrics(run_dir, metrics)
     write_card(run_dir)
+    # ONNX engines before registering, so the store copy holds them too.
+    from training.export import ExportError, export_model
+
+    try:
+        export_model(run_dir, posts=val_posts, torch_probs=probs)
+    except ExportError as exc:
+        log.warning("WARNING: %s; the model runs on torch until `givetake export %s` succeeds", exc, run_dir)
     if train_cfg.register:
         register(run_dir, run_id)
     return run_dir

@@ -1,0 +1,128 @@
+"""What the speed benchmarks share: real posts from ``../shared``, timing helpers, the results file.
+
+The posts are real, written by people no one here knows: every TWCS tweet (customer-support
+threads, ``twcs_random5k`` and ``twcs_head5k``) and TweetEval tweets drawn with a fixed seed, read
+by path from ``../shared/data/raw/`` and never copied into the project.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from training.train import available_cores  # noqa: E402
+
+RAW = ROOT.parent / "shared" / "data" / "raw"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+DEFAULT_MODEL = "givetake:latest"
+RAW_ENGINE = (
+    "raw engine = `Predictor.predict_proba` on texts already in memory (no HTTP, no file I/O), "
+    "same model, engine and batch size, in the same process run"
+)
+_TWCS = ("twcs_random5k/twcs_small.csv", "twcs_head5k/twcs_head.csv")
+
+
+def real_posts(n: int = 20_000, raw: Path = RAW, seed: int = 0) -> list[str]:
+    """``n`` distinct real posts: all TWCS tweets first, TweetEval tweets for the rest, shuffled.
+
+    Exits with a clear message when ``../shared`` is not beside the project.
+    """
+    if not raw.is_dir():
+        sys.exit(f"skipped: {raw} not found (the real posts live in ../shared, beside the project)")
+    seen: set[str] = set()
+    twcs: list[str] = []
+    for rel in _TWCS:
+        path = raw / rel
+        if path.is_file():
+            with path.open(encoding="utf-8", newline="") as fh:
+                twcs.extend(row.get("text") or "" for row in csv.DictReader(fh))
+    tweeteval: list[str] = []
+    for path in sorted((raw / "tweeteval").rglob("*_text.txt")):
+        tweeteval.extend(path.read_text(encoding="utf-8").splitlines())
+    rng = random.Random(seed)
+    rng.shuffle(tweeteval)
+    posts: list[str] = []
+    for text in twcs + tweeteval:
+        text = text.strip()
+        if text and text not in seen:
+            seen.add(text)
+            posts.append(text)
+        if len(posts) >= n:
+            break
+    if not posts:
+        sys.exit(f"skipped: no TWCS or TweetEval posts found under {raw}")
+    rng.shuffle(posts)
+    return posts
+
+
+def machine() -> str:
+    """One line about the machine: cores this process may use, CPU, Python."""
+    return (
+        f"{available_cores()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` (0 when empty)."""
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def engine_rate(predict: Callable[[list[str]], object], posts: list[str], batch: int, seconds: float) -> dict:
+    """Posts/s and per-call latency of ``predict`` on consecutive ``batch``-sized slices of ``posts``.
+
+    Runs for about ``seconds`` (at least two calls, at most one pass over ``posts``), after one
+    untimed warm-up call.
+    """
+    predict(posts[:batch])
+    latencies: list[float] = []
+    done = 0
+    started = time.perf_counter()
+    for start in range(0, len(posts) - batch + 1, batch):
+        t0 = time.perf_counter()
+        predict(posts[start : start + batch])
+        latencies.append(time.perf_counter() - t0)
+        done += batch
+        if time.perf_counter() - started >= seconds and len(latencies) >= 2:
+            break
+    elapsed = time.perf_counter() - started
+    return {
+        "batch": batch,
+        "posts": done,
+        "posts_per_s": done / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+    }
+
+
+def met(ok: bool) -> str:
+    """``met`` or ``NOT met``."""
+    return "met" if ok else "NOT met"
+
+
+def append_results(title: str, body: str, write: bool = True) -> None:
+    """Print a section and (unless ``write`` is false) append it, dated, to ``bench/RESULTS.md``."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = f"\n## {title} ({stamp})\n\n{body.rstrip()}\n"
+    print(section)
+    if not write:
+        return
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nEach section is appended by the benchmark named in it.\n")
+    with RESULTS.open("a", encoding="utf-8") as fh:
+        fh.write(section)
+    print(f"appended to {RESULTS}")

@@ -1,0 +1,308 @@
+"""HTTP serving speed: latency and throughput of ``givetake serve`` under 1, 8 and 32 concurrent clients.
+
+First measures the raw engine in this process (``Predictor.predict_proba`` on posts in memory,
+same model and engine, batch 1 and batch 32), then starts ``givetake serve`` on a free loopback
+port and drives ``POST /classify`` with real posts (TWCS and TweetEval, ``../shared``), one post
+per request, from 1, 8 and 32 client threads for a fixed time each, then from 1 again. Reports
+p50/p95/p99 latency, posts/s, the average number of requests per batch the server formed (from
+``/metrics``), peak memory of the server's processes, and server throughput as a share of the raw
+engine at batch 32. The server is stopped at the end, also on error or Ctrl-C. Appends the table
+to ``bench/RESULTS.md``.
+
+    python bench/http.py [--model givetake:latest] [--engine onnx-int8] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/<name>.py`, this folder comes first on the import path, where bench/http.py
+# would shadow the standard library's http package: import from the project root instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager, suppress  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    DEFAULT_MODEL,
+    RAW,
+    RAW_ENGINE,
+    ROOT,
+    append_results,
+    engine_rate,
+    machine,
+    met,
+    percentile,
+    real_posts,
+)
+from serving.predictor import ModelLoadError, Predictor  # noqa: E402
+
+HOST = "127.0.0.1"
+CONCURRENCY = (1, 8, 32)
+TARGET_P50_MS = 10.0
+TARGET_RATIO = 0.85
+TARGET_MEMORY_MB = 1024
+_BATCH_METRIC = re.compile(r"^bentoml_service_adaptive_batch_size_(sum|count)\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(model: str, engine: str, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``givetake serve`` on ``port``, in its own process group, stopped (group and all) on exit."""
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("GIVETAKE_API_KEY", None)  # the benchmark measures the model, not authentication
+    cmd = [sys.executable, "-m", "training.cli", "serve", "--model", model, "--engine", engine]
+    cmd += ["--host", HOST, "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request on a kept-alive connection: status and body."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    """Block until ``/readyz`` answers 200; exit with the server's log tail if it dies or stalls."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"error: the server exited ({proc.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            if request(conn, "GET", "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"error: the server was not ready after {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def batch_stats(port: int) -> tuple[float, float]:
+    """Sum and count of the batch sizes the server's adaptive batching has formed so far."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    text = request(conn, "GET", "/metrics")[1].decode()
+    found = {k: 0.0 for k in ("sum", "count")}
+    for kind, value in _BATCH_METRIC.findall(text):
+        found[kind] += float(value)
+    return found["sum"], found["count"]
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the resident memory of a process and all its children; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self._stop_event.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+                rss = 0
+                for p in procs:
+                    with suppress(psutil.Error):
+                        rss += p.memory_info().rss
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                pass
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> int:
+        """Stop sampling; the peak in bytes."""
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def drive(port: int, posts: list[str], clients: int, seconds: float, per_request: int) -> dict:
+    """``clients`` threads posting ``per_request`` posts per request until ``seconds`` pass."""
+    bodies = itertools.cycle(
+        [json.dumps({"texts": posts[i : i + per_request]}).encode() for i in range(0, len(posts), per_request)]
+    )
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    stop_at = time.perf_counter() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        mine: list[float] = []
+        while time.perf_counter() < stop_at:
+            with lock:
+                body = next(bodies)
+            t0 = time.perf_counter()
+            try:
+                status, reply = request(conn, "POST", "/classify", body)
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(type(exc).__name__)
+                conn = http.client.HTTPConnection(HOST, port, timeout=60)
+                continue
+            if status != 200:
+                errors.append(f"{status} {reply[:100]!r}")
+                continue
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        "posts_per_s": len(latencies) * per_request / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def main() -> None:
+    """Measure the raw engine, then the server under each concurrency; report against the targets."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="models/<run> or a store tag (exported)")
+    parser.add_argument("--engine", default="onnx-int8")
+    parser.add_argument("--seconds", type=float, default=15.0, help="time per concurrency level")
+    parser.add_argument("--raw-seconds", type=float, default=8.0, help="time per raw-engine measurement")
+    parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)), help="comma-separated")
+    parser.add_argument("--per-request", type=int, default=1, help="posts per request")
+    parser.add_argument("--posts", type=int, default=20_000, help="real posts to draw from")
+    parser.add_argument("--raw", default=str(RAW), help="../shared/data/raw")
+    parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    posts = real_posts(args.posts, raw=Path(args.raw))
+    started = time.time()
+
+    try:
+        predictor = Predictor(args.model, engine=args.engine)
+    except ModelLoadError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    raw = {}
+    for batch in (1, 32):
+        predictor.batch_size = batch
+        raw[batch] = engine_rate(predictor.predict_proba, posts, batch, args.raw_seconds)
+        print(f"raw {args.engine} batch {batch}: {raw[batch]['posts_per_s']:.1f} posts/s", flush=True)
+    del predictor
+
+    port = free_port()
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"givetake-bench-http-{port}.log"
+    results = []
+    with server(args.model, args.engine, port, log) as proc:
+        load_started = time.time()
+        wait_ready(port, proc, log)
+        startup = time.time() - load_started
+        watch = MemoryWatch(proc.pid)
+        watch.start()
+        # Warm-up, untimed: BentoML's batching dispatcher calibrates itself on its first requests.
+        drive(port, posts[::-1], 1, 3.0, args.per_request)
+        # Levels in rising order, then one client again: BentoML's dispatcher learns how long
+        # requests waited under load and keeps waiting about as long for company for a while after.
+        for clients in [*levels, *([1] if len(levels) > 1 else [])]:
+            before = batch_stats(port)
+            r = drive(port, posts, clients, args.seconds, args.per_request)
+            after = batch_stats(port)
+            calls = after[1] - before[1]
+            r["avg_batch"] = (after[0] - before[0]) / calls if calls else 0.0
+            r["label"] = f"{clients}" + (" (after the others)" if results and clients < results[-1]["clients"] else "")
+            results.append(r)
+            print(
+                f"{r['label']:>2} clients: {r['posts_per_s']:.1f} posts/s, p50 {r['p50_ms']:.1f} ms, "
+                f"p99 {r['p99_ms']:.1f} ms, avg batch {r['avg_batch']:.1f}, errors {r['errors']}",
+                flush=True,
+            )
+        peak_mb = watch.stop() / 2**20
+    log.unlink(missing_ok=True)  # kept only when the run failed, for its error
+
+    base = raw[32]["posts_per_s"]
+    lines = [
+        "| clients | requests | errors | p50 ms | p95 ms | p99 ms | posts/s | avg requests per batch "
+        "| vs raw engine (batch 32) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['label']} | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['posts_per_s']:.1f} | {r['avg_batch']:.1f} | {r['posts_per_s'] / base:.0%} |"
+        )
+    by_clients = {r["clients"]: r for r in results if r["label"] == str(r["clients"])}
+    verdicts = []
+    if 1 in by_clients and args.per_request == 1:
+        p50 = by_clients[1]["p50_ms"]
+        verdicts.append(
+            f"p50 <= {TARGET_P50_MS:.0f} ms for one post at 1 client: {met(p50 <= TARGET_P50_MS)} ({p50:.1f} ms)"
+        )
+    if 32 in by_clients:
+        ratio = by_clients[32]["posts_per_s"] / base
+        verdicts.append(
+            f"throughput at 32 clients >= {TARGET_RATIO:.0%} of the raw engine: {met(ratio >= TARGET_RATIO)} "
+            f"({ratio:.0%})"
+        )
+    verdicts.append(f"server peak memory <= 1 GB: {met(peak_mb <= TARGET_MEMORY_MB)} ({peak_mb:.0f} MB)")
+    errors = [r["first_error"] for r in results if r["first_error"]]
+    body = (
+        f"`python bench/http.py --model {args.model} --engine {args.engine}`: `givetake serve` on {HOST} "
+        f"(ready {startup:.0f} s after start), `POST /classify` with {args.per_request} real post(s) per request "
+        f"(TWCS and TweetEval, {len(posts)} posts), each client a thread with a kept-alive connection sending its "
+        f"next request as soon as the last is answered, {args.seconds:.0f} s per row after an untimed warm-up; "
+        f"clients and server share the machine. Baseline: {RAW_ENGINE}: {raw[1]['posts_per_s']:.1f} posts/s "
+        f"at batch 1 (p50 {raw[1]['p50_ms']:.1f} ms), {base:.1f} posts/s at batch 32. Peak memory: resident "
+        f"memory of the server's processes, summed, sampled every 0.2 s. Machine: {machine()}. "
+        f"Ran in {time.time() - started:.0f} s.\n\n"
+        + "\n".join(lines)
+        + "\n\nTargets: "
+        + "; ".join(verdicts)
+        + "."
+        + (f"\n\nFirst error: `{errors[0]}`" if errors else "")
+    )
+    append_results(f"HTTP serving ({args.engine})", body, write=not args.no_append)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Compare two models on the same labelled posts (``givetake compare A B --data FILE``).
+
+Per-label F1 of each model (computed by ``training.evaluate.compute_metrics``, each with its
+own thresholds), the macro-F1 of each over the labels both models have, and a paired
+bootstrap confidence interval for the difference: rows are resampled with replacement, the
+same rows for both models, and the macro-F1 difference is recomputed on each resample.
+
+Models with different label sets are compared on the labels they share; the data are read
+with the newer of the two schemas, whose ``renamed`` entries map an older model's names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.evaluate import compute_metrics
+
+RESAMPLES = 1000
+CONFIDENCE = 0.95
+
+
+@dataclass
+class Comparison:
+    """Per-label F1 of two models on the same rows, and their macro-F1 difference (B - A)."""
+
+    labels: list[str]  # every label either model has, in the data schema's order
+    f1_a: dict[str, float | None]  # None: model A has no such label (or it was not judged)
+    f1_b: dict[str, float | None]
+    support: dict[str, int]  # judged positives per label
+    shared: list[str]  # labels behind the macro-F1 figures and the interval
+    macro_a: float
+    macro_b: float
+    low: float  # confidence interval of macro_b - macro_a
+    high: float
+    b_better: float  # share of resamples in which B's macro-F1 beats A's
+    resamples: int
+    rows: int
+    model_a: str = "A"
+    model_b: str = "B"
+
+    @property
+    def difference(self) -> float:
+        """Macro-F1 of B minus macro-F1 of A over the shared labels."""
+        return self.macro_b - self.macro_a
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly dict, including the difference."""
+        return {**asdict(self), "difference": self.difference}
+
+    def format(self) -> str:
+        """The comparison as a fixed-width table with a one-paragraph summary."""
+        out = [f"A = {self.model_a}", f"B = {self.model_b}", ""]
+        out.append(f"{'label':<26}{'A F1':>8}{'B F1':>8}{'B - A':>9}{'support':>9}")
+
+        def cell(v: float | None) -> str:
+            return f"{v:>8.3f}" if v is not None else f"{'–':>8}"
+
+        for name in self.labels:
+            a, b = self.f1_a[name], self.f1_b[name]
+            diff = f"{b - a:>+9.3f}" if a is not None and b is not None else f"{'':>9}"
+            note = "" if name in self.shared else "   (not in both models' labels, or not judged: left out of macro)"
+            out.append(f"{name:<26}{cell(a)}{cell(b)}{diff}{self.support[name]:>9d}{note}")
+        pct = int(CONFIDENCE * 100)
+        out += [
+            "",
+            f"macro-F1 over the {len(self.shared)} shared labels: A {self.macro_a:.3f}, B {self.macro_b:.3f}, "
+            f"B - A {self.difference:+.3f}, {pct}% CI [{self.low:+.3f}, {self.high:+.3f}]",
+            f"(paired bootstrap: {self.resamples} resamples of the {self.rows} rows; "
+            f"B ahead in {self.b_better:.0%} of them)",
+        ]
+        return "\n".join(out)
+
+
+def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 from counts, 0 where undefined (sklearn's ``zero_division=0``, as in compute_metrics)."""
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=np.float64), where=denom > 0)
+
+
+def bootstrap_macro_f1(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    known: np.ndarray | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Macro-F1 of A and of B on each of ``resamples`` paired bootstrap resamples of the rows.
+
+    Each resample draws row indices with replacement once and scores both models on them,
+    so the difference keeps the pairing. Counts are weighted by how often each row was
+    drawn, which gives the same F1 as scoring the resampled rows one by one.
+    """
+    y = np.asarray(y_true).astype(bool)
+    k = np.ones_like(y) if known is None else np.asarray(known).astype(bool)
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    cells = {}
+    for key, pred in (("a", np.asarray(pred_a).astype(bool)), ("b", np.asarray(pred_b).astype(bool))):
+        cells[key] = [(y & pred & k), (~y & pred & k), (y & ~pred & k)]
+    out: dict[str, list[np.ndarray]] = {"a": [], "b": []}
+    for start in range(0, resamples, 100):  # in blocks: the weight matrix is resamples x rows
+        block = min(100, resamples - start)
+        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(block)]).astype(np.float64)
+        for key, (tp, fp, fn) in cells.items():
+            f1 = _f1_from_counts(weights @ tp, weights @ fp, weights @ fn)
+            out[key].append(f1.mean(axis=1))
+    return np.concatenate(out["a"]), np.concatenate(out["b"])
+
+
+def compare_predictions(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    label_names: list[str],
+    known: np.ndarray | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Comparison:
+    """Compare two models' 0/1 predictions over the same labels and rows (the testable core)."""
+    ma = compute_metrics(y_true, pred_a, label_names, known)
+    mb = compute_metrics(y_true, pred_b, label_names, known)
+    boot_a, boot_b = bootstrap_macro_f1(y_true, pred_a, pred_b, known, resamples, seed)
+    diffs = boot_b - boot_a
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return Comparison(
+        labels=list(label_names),
+        f1_a={n: ma["per_label"][n]["f1"] for n in label_names},
+        f1_b={n: mb["per_label"][n]["f1"] for n in label_names},
+        support={n: ma["per_label"][n]["support"] for n in label_names},
+        shared=list(label_names),
+        macro_a=ma["macro_f1"],
+        macro_b=mb["macro_f1"],
+        low=float(low),
+        high=float(high),
+        b_better=float((diffs > 0).mean()),
+        resamples=resamples,
+        rows=len(y_true),
+    )
+
+
+def compare_models(
+    model_a: str | Path,
+    model_b: str | Path,
+    data: list[str | Path],
+    text_column: str = "text",
+    labels_column: str = "labels",
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Comparison:
+    """Score labelled files with two saved models and compare them (see :func:`compare_predictions`)."""
+    from serving.predictor import Predictor
+    from training.data import DataError, load_posts
+    from training.thresholds import apply_thresholds
+
+    predictors = {"a": Predictor(model_a), "b": Predictor(model_b)}
+    # The newer schema reads data of either version and maps the older model's renamed labels.
+    schema = max((p.schema for p in predictors.values()), key=lambda s: s.version)
+    posts = load_posts(data, schema, text_column, labels_column)
+    names = schema.names
+    preds, has = {}, {}
+    for key, predictor in predictors.items():
+        probs, _ = predictor.predict_proba(posts.texts)
+        own = apply_thresholds(probs, predictor.thresholds, predictor.labels)
+        pred = np.zeros((len(posts), len(names)), dtype=np.int8)
+        has[key] = np.zeros(len(names), dtype=bool)
+        for j, label in enumerate(predictor.labels):
+            current = schema.current_name(label)
+            if current is not None:
+                pred[:, names.index(current)] = own[:, j]
+                has[key][names.index(current)] = True
+        preds[key] = pred
+    judged: np.ndarray = np.asarray(posts.mask.any(axis=0))
+    shared = [j for j in range(len(names)) if has["a"][j] and has["b"][j] and judged[j]]
+    if not shared:
+        raise DataError("the two models share no label that the data judge; nothing to compare")
+    core = compare_predictions(
+        posts.y[:, shared],
+        preds["a"][:, shared],
+        preds["b"][:, shared],
+        [names[j] for j in shared],
+        posts.mask[:, shared],
+        resamples,
+        seed,
+    )
+    # Labels only one model has still get that model's F1 in the table.
+    full = {key: compute_metrics(posts.y, preds[key], names, posts.mask)["per_label"] for key in preds}
+    shown = [j for j in range(len(names)) if has["a"][j] or has["b"][j]]
+    core.labels = [names[j] for j in shown]
+    core.f1_a = {names[j]: full["a"][names[j]]["f1"] if has["a"][j] and judged[j] else None for j in shown}
+    core.f1_b = {names[j]: full["b"][names[j]]["f1"] if has["b"][j] and judged[j] else None for j in shown}
+    core.support = {names[j]: full["a"][names[j]]["support"] for j in shown}
+    core.model_a, core.model_b = _describe(model_a), _describe(model_b)
+    return core
+
+
+def _describe(model: str | Path) -> str:
+    """A model reference with its exact store tag when it is one (``givetake:latest`` -> the version)."""
+    if Path(model).is_dir():
+        return str(model)
+    try:
+        from training.store import exact_tag
+
+        tag = exact_tag(str(model))
+        return tag if tag == str(model) else f"{tag} ({model})"
+    except Exception:  # best effort: the models already loaded, a label is not worth failing for
+        return str(model)
