@@ -233,7 +233,7 @@ def main() -> None:
 
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"givetake-bench-http-{port}.log"
-    results = []
+    results: list[dict] = []
     with server(args.model, args.engine, port, log) as proc:
         load_started = time.time()
         wait_ready(port, proc, log)
