@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ from starlette.testclient import TestClient
 from labels.schema import load_schema
 from serving.predictor import Predictor
 from serving.service import EXAMPLE_INPUT, MAX_CHARS, MAX_TEXTS
+from tests.test_access import free_port, stop
 from training.thresholds import load_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,26 +205,8 @@ def test_archive_task_rejects_what_it_cannot_read(client: TestClient) -> None:
     assert client.post("/classify", json=EXAMPLE_INPUT).status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server and its workers (its own process group)."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def test_givetake_serve_end_to_end(trained_run: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     # Its own task database: the in-process app of the other tests keeps the default one open.
     env = {
         **os.environ,
@@ -264,7 +244,7 @@ def test_givetake_serve_end_to_end(trained_run: Path, tmp_path: Path) -> None:
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert 'endpoint="/classify"' in metrics
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
