@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from labels.schema import load_schema
 from serving.predictor import Predictor
 from serving.service import EXAMPLE_INPUT, MAX_CHARS, MAX_TEXTS
-from tests.test_access import free_port, stop
+from tests.test_access import running_server
 from training.thresholds import load_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,35 +206,7 @@ def test_archive_task_rejects_what_it_cannot_read(client: TestClient) -> None:
 
 
 def test_givetake_serve_end_to_end(trained_run: Path, tmp_path: Path) -> None:
-    port = free_port()
-    # Its own task database: the in-process app of the other tests keeps the default one open.
-    env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "TOKENIZERS_PARALLELISM": "false",
-        "BENTOML_RESULT_STORE": str(tmp_path / "tasks.db"),
-    }
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "serve", "--model", str(trained_run), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "server not ready in 90 s:\n" + (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
+    with running_server(trained_run, tmp_path) as base:
         resp = httpx.post(f"{base}/classify", json=EXAMPLE_INPUT, timeout=30)
         assert resp.status_code == 200 and len(resp.json()) == len(EXAMPLE_INPUT["texts"])
         bad = httpx.post(f"{base}/classify", json={"texts": [""]}, timeout=30)
@@ -243,10 +215,6 @@ def test_givetake_serve_end_to_end(trained_run: Path, tmp_path: Path) -> None:
         assert labels["model"]["path"] == str(trained_run.resolve()) and labels["model"]["tag"] is None
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert 'endpoint="/classify"' in metrics
-    finally:
-        stop(proc)
-        log.close()
-    assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 
 def test_serve_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
