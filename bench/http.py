@@ -23,6 +23,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 import argparse  # noqa: E402
+import asyncio  # noqa: E402
 import http.client  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
@@ -55,7 +56,7 @@ CONCURRENCY = (1, 8, 32)
 TARGET_P50_MS = 10.0
 TARGET_RATIO = 0.85
 TARGET_MEMORY_MB = 1024
-_BATCH_METRIC = re.compile(r"^bentoml_service_adaptive_batch_size_(sum|count)\{[^}]*\} ([0-9.e+]+)$", re.M)
+_BATCH_METRIC = re.compile(r"^givetake_batch_requests_(sum|count)(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
 def free_port() -> int:
@@ -66,12 +67,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(model: str, engine: str, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    model: str, engine: str, port: int, log: Path, workers: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """``givetake serve`` on ``port``, in its own process group, stopped (group and all) on exit."""
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("GIVETAKE_API_KEY", None)  # the benchmark measures the model, not authentication
     cmd = [sys.executable, "-m", "training.cli", "serve", "--model", model, "--engine", engine]
     cmd += ["--host", HOST, "--port", str(port)]
+    if workers:
+        cmd += ["--workers", str(workers)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -113,8 +118,14 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     sys.exit(f"error: the server was not ready after {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def _workers(log: Path) -> int:
+    """The worker count ``givetake serve`` announced in its first line."""
+    found = re.search(r" with (\d+) workers? at ", log.read_text(errors="replace"))
+    return int(found.group(1)) if found else 1
+
+
 def batch_stats(port: int) -> tuple[float, float]:
-    """Sum and count of the batch sizes the server's adaptive batching has formed so far."""
+    """Sum and count of the batch sizes the server has merged into one forward call so far."""
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     text = request(conn, "GET", "/metrics")[1].decode()
     found = {k: 0.0 for k in ("sum", "count")}
@@ -154,42 +165,74 @@ class MemoryWatch(threading.Thread):
         return self.peak
 
 
+async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 reply (Content-Length or chunked)."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the server closed the connection")
+    status = int(status_line.split()[1])
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        return status, await reader.readexactly(length)
+    parts = []
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        parts.append(await reader.readexactly(size))
+        await reader.readline()
+    await reader.readline()
+    return status, b"".join(parts)
+
+
 def drive(port: int, posts: list[str], clients: int, seconds: float, per_request: int) -> dict:
-    """``clients`` threads posting ``per_request`` posts per request until ``seconds`` pass."""
+    """``clients`` kept-alive connections posting ``per_request`` posts per request until ``seconds`` pass.
+
+    The clients are coroutines on one asyncio loop in this process, not threads: they share the
+    2 cores with the server, and 32 threads doing blocking HTTP spent CPU on the GIL hand-over
+    that the server then lacked (see bench/RESULTS.md, "HTTP serving").
+    """
     bodies = itertools.cycle(
         [json.dumps({"texts": posts[i : i + per_request]}).encode() for i in range(0, len(posts), per_request)]
     )
-    lock = threading.Lock()
     latencies: list[float] = []
     errors: list[str] = []
-    stop_at = time.perf_counter() + seconds
 
-    def client() -> None:
-        conn = http.client.HTTPConnection(HOST, port, timeout=60)
-        mine: list[float] = []
-        while time.perf_counter() < stop_at:
-            with lock:
+    async def client(stop_at: float) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while time.perf_counter() < stop_at:
                 body = next(bodies)
-            t0 = time.perf_counter()
-            try:
-                status, reply = request(conn, "POST", "/classify", body)
-            except (OSError, http.client.HTTPException) as exc:
-                errors.append(type(exc).__name__)
-                conn = http.client.HTTPConnection(HOST, port, timeout=60)
-                continue
-            if status != 200:
-                errors.append(f"{status} {reply[:100]!r}")
-                continue
-            mine.append(time.perf_counter() - t0)
-        with lock:
-            latencies.extend(mine)
+                head = (
+                    f"POST /classify HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                t0 = time.perf_counter()
+                try:
+                    writer.write(head + body)
+                    status, reply = await asyncio.wait_for(_read_reply(reader), 60)
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                    errors.append(type(exc).__name__)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                    continue
+                if status != 200:
+                    errors.append(f"{status} {reply[:100]!r}")
+                    continue
+                latencies.append(time.perf_counter() - t0)
+        finally:
+            writer.close()
+
+    async def run_all() -> None:
+        stop_at = time.perf_counter() + seconds
+        await asyncio.gather(*(client(stop_at) for _ in range(clients)))
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(run_all())
     elapsed = time.perf_counter() - started
     return {
         "clients": clients,
@@ -212,6 +255,7 @@ def main() -> None:
     parser.add_argument("--raw-seconds", type=float, default=8.0, help="time per raw-engine measurement")
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)), help="comma-separated")
     parser.add_argument("--per-request", type=int, default=1, help="posts per request")
+    parser.add_argument("--workers", type=int, default=None, help="server workers (default: givetake serve's)")
     parser.add_argument("--posts", type=int, default=20_000, help="real posts to draw from")
     parser.add_argument("--raw", default=str(RAW), help="../shared/data/raw")
     parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
@@ -234,16 +278,16 @@ def main() -> None:
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"givetake-bench-http-{port}.log"
     results: list[dict] = []
-    with server(args.model, args.engine, port, log) as proc:
+    with server(args.model, args.engine, port, log, args.workers) as proc:
         load_started = time.time()
         wait_ready(port, proc, log)
         startup = time.time() - load_started
         watch = MemoryWatch(proc.pid)
         watch.start()
-        # Warm-up, untimed: BentoML's batching dispatcher calibrates itself on its first requests.
-        drive(port, posts[::-1], 1, 3.0, args.per_request)
-        # Levels in rising order, then one client again: BentoML's dispatcher learns how long
-        # requests waited under load and keeps waiting about as long for company for a while after.
+        workers = _workers(log)
+        drive(port, posts[::-1], 2 * workers, 3.0, args.per_request)  # warm-up, untimed, every worker
+        # Levels in rising order, then one client again: a batching scheme that learns from past
+        # waits (BentoML's adaptive batching did) shows it in that last row.
         for clients in [*levels, *([1] if len(levels) > 1 else [])]:
             before = batch_stats(port)
             r = drive(port, posts, clients, args.seconds, args.per_request)
@@ -289,8 +333,9 @@ def main() -> None:
     body = (
         f"`python bench/http.py --model {args.model} --engine {args.engine}`: `givetake serve` on {HOST} "
         f"(ready {startup:.0f} s after start), `POST /classify` with {args.per_request} real post(s) per request "
-        f"(TWCS and TweetEval, {len(posts)} posts), each client a thread with a kept-alive connection sending its "
-        f"next request as soon as the last is answered, {args.seconds:.0f} s per row after an untimed warm-up; "
+        f"(TWCS and TweetEval, {len(posts)} posts), {workers} server worker(s); each client a kept-alive "
+        f"connection sending its next request as soon as the last is answered (coroutines on one asyncio loop "
+        f"in the benchmark's process), {args.seconds:.0f} s per row after an untimed warm-up; "
         f"clients and server share the machine. Baseline: {RAW_ENGINE}: {raw[1]['posts_per_s']:.1f} posts/s "
         f"at batch 1 (p50 {raw[1]['p50_ms']:.1f} ms), {base:.1f} posts/s at batch 32. Peak memory: resident "
         f"memory of the server's processes, summed, sampled every 0.2 s. Machine: {machine()}. "

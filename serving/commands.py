@@ -42,6 +42,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 to accept other machines.")] = "127.0.0.1",
     schema: Annotated[Path | None, typer.Option(help=SCHEMA_HELP, show_default=False)] = None,
     engine: EngineOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="GIVETAKE_WORKERS",
+            help="Server processes, each with its own copy of the model (about 330 MB) and a share of the "
+            "cores. More than 1 helps with many short-lived connections; a few long-lived ones can all land "
+            "on one worker (see serving/service.py).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (POST /classify, GET /labels, archive scoring task) with BentoML.
 
@@ -60,7 +70,7 @@ def serve(
     model_dir = check_model(model, schema_file)
     chosen = resolve_engine(model_dir, engine, model)  # a missing or unchecked ONNX file fails here, in one line
     reference = str(Path(model).resolve()) if Path(model).is_dir() else model
-    env = {**os.environ, "GIVETAKE_MODEL": reference, "GIVETAKE_ENGINE": chosen}
+    env = {**os.environ, "GIVETAKE_MODEL": reference, "GIVETAKE_ENGINE": chosen, "GIVETAKE_WORKERS": str(workers)}
     if schema_file is not None:
         env[SCHEMA_ENV] = str(schema_file.resolve())
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -78,7 +88,11 @@ def serve(
         "--working-dir",
         str(ROOT),
     ]
-    typer.echo(f"serving {model} ({model_dir}) on {chosen} at http://{host}:{port} (docs at /, Ctrl-C stops)", err=True)
+    typer.echo(
+        f"serving {model} ({model_dir}) on {chosen} with {workers} worker{'s' if workers > 1 else ''} "
+        f"at http://{host}:{port} (docs at /, Ctrl-C stops)",
+        err=True,
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     # exec, not a child process: signals (Ctrl-C, SIGTERM from a supervisor) reach BentoML directly,

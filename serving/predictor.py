@@ -35,6 +35,7 @@ ENGINE_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 # Where metrics.json records which engines passed the parity check against torch.
 ENGINES_KEY = "engines"
 ENGINE_ENV = "GIVETAKE_ENGINE"
+SPIN_ENV = "GIVETAKE_ORT_SPIN"
 # Padded tokens per forward pass (see Predictor._batches); 512 and 256 measured alike, 1024 slower.
 TOKEN_BUDGET = 512
 
@@ -111,8 +112,10 @@ class Predictor:
 
     ``engine`` is ``auto`` (the default, also read from ``$GIVETAKE_ENGINE``), ``torch``, ``onnx``
     or ``onnx-int8``; :attr:`engine` is the one running. ``threads`` defaults to the cores this
-    process may use. ``unchecked`` lets ``givetake export`` load an ONNX file before its parity
-    check has been recorded.
+    process may use. ``spin``: whether ONNX Runtime's idle threads spin between operators (faster
+    when the engine has the cores to itself); default ``$GIVETAKE_ORT_SPIN`` (0 or 1), else yes.
+    ``unchecked`` lets ``givetake export`` load an ONNX file before its parity check has been
+    recorded.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class Predictor:
         threads: int | None = None,
         engine: str | None = None,
         unchecked: bool = False,
+        spin: bool | None = None,
     ) -> None:
         from training.train import available_cores
 
@@ -133,6 +137,7 @@ class Predictor:
         self.max_length = _max_length(self.model_dir)
         self.batch_size = batch_size
         self.threads = threads or available_cores()
+        self.spin = spin if spin is not None else os.environ.get(SPIN_ENV, "1").strip() != "0"
         if any(self.model_dir.glob("*.bin")) or any(self.model_dir.glob("*.pkl")):
             raise ModelLoadError(f"{self.model_dir} holds a pickle file (*.bin/*.pkl); only safetensors are loaded")
         if unchecked and engine in ENGINE_FILES:
@@ -229,12 +234,12 @@ class Predictor:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads sleep instead of spinning (GIVETAKE_ORT_SPIN=1 lets them spin). Measured
-        # with bench/http.py, 2 cores: on a busy machine spinning threads took the cores the tokenizer,
-        # lexical half and HTTP server need (one client p50 7.5 ms without spinning, 12-18 ms with;
-        # 32 clients 75 vs 50-56 posts/s); on an idle one spinning was 11-20% faster raw and
-        # 6.3 vs 7.3 ms p50, with the same throughput at 32 clients. Ordinary CPUs are rarely idle.
-        options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("GIVETAKE_ORT_SPIN", "0"))
+        # Between operators, idle pool threads spin (self.spin) or sleep. Spinning measured with
+        # bench/engine.py on the fused int8 graph, 2 cores: 584 vs 488 posts/s at batch 32, 3.7 vs
+        # 4.7 ms at batch 1 (torch's OpenMP threads spin too). A spinning thread takes a core from
+        # whatever else runs: beside an HTTP server on the same cores it cost latency (one client
+        # p50 12-18 ms against 7.5 ms), so the service asks for sleeping threads.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files

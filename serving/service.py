@@ -1,7 +1,7 @@
 """The givetake HTTP API: one BentoML service, ``PostClassifier``.
 
-- ``POST /classify`` ``{"texts": [...]}`` -> one prediction per text, in input order. The endpoint
-  is batchable: BentoML's adaptive batching merges concurrent requests into shared forward passes.
+- ``POST /classify`` ``{"texts": [...]}`` -> one prediction per text, in input order. Concurrent
+  requests share forward passes (``serving.batching.GreedyBatcher``).
 - ``GET /labels`` -> the label schema the model was trained on, with thresholds and the model tag.
 - ``POST /score_archive/submit`` (a ``@bentoml.task``) -> upload a CSV/JSONL/Parquet/tweets.js file,
   poll ``GET /score_archive/status?task_id=...``, download ``GET /score_archive/get?task_id=...``.
@@ -14,6 +14,7 @@ This module is imported by the BentoML server: no ``from __future__ import annot
 because BentoML reads the API signatures' annotations to build request and response models.
 """
 
+import functools
 import json
 import logging
 import os
@@ -30,9 +31,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serving.batching import GreedyBatcher
 from serving.security import SCHEMA_ENV, check_model, secure_service
 
 MAX_TEXTS = 256
+WORKERS_ENV = "GIVETAKE_WORKERS"
 MAX_CHARS = 20_000
 # Archive chunks hold the model lock; small chunks let /classify requests in between them.
 ARCHIVE_CHUNK_SIZE = 64
@@ -68,6 +71,45 @@ class Prediction(BaseModel):
     labels: list[str] = Field(description="Labels whose score is at or above their threshold (may be empty).")
     scores: dict[str, float] = Field(description="Independent sigmoid probability for every label (not a softmax).")
     truncated: bool = Field(description="True when the text was longer than the model reads; the rest was ignored.")
+
+
+def _workers() -> int:
+    """Server worker processes: ``GIVETAKE_WORKERS`` (set by ``givetake serve --workers``), else 1.
+
+    Each worker is a process with its own event loop, model copy and engine thread; the workers
+    share the listening socket. Measured with bench/http.py (2 cores, int8, one post per request,
+    32 kept-alive connections): one worker with 2 engine threads served 331 posts/s, steadily. Two
+    workers with one engine thread each served 412-416 posts/s when the connections split evenly,
+    but in 2 of 3 runs one worker accepted all 32 connections (whichever wakes first takes the
+    whole backlog) and the server did 255-267 posts/s. Memory: 430 vs 770 MB. So one worker by
+    default; more suit many short-lived connections, as behind a load balancer.
+    """
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    try:
+        workers = int(raw) if raw else 1
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ValueError(f"{WORKERS_ENV}={raw!r} must be a whole number of at least 1")
+    return workers
+
+
+@functools.cache
+def _batch_metrics() -> tuple[Any, Any]:
+    """Prometheus histograms of requests and posts per forward call (one set per process)."""
+    from prometheus_client import Histogram
+
+    sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    return (
+        Histogram("givetake_batch_requests", "Requests merged into one forward call", buckets=sizes),
+        Histogram("givetake_batch_posts", "Posts scored in one forward call", buckets=sizes),
+    )
+
+
+def _observe_batch(requests: int, posts: int) -> None:
+    requests_per_call, posts_per_call = _batch_metrics()
+    requests_per_call.observe(requests)
+    posts_per_call.observe(posts)
 
 
 def _model_tag(reference: str) -> str | None:
@@ -174,22 +216,32 @@ logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidatio
 @bentoml.asgi_app(_get_routes, path="/", name="labels")
 # No traffic.max_concurrency: BentoML answers it with a 429 that has no Retry-After, from outside the
 # service's middleware; serving.security.LimitConcurrency gives a 503 "overloaded" with Retry-After.
-@bentoml.service(name="givetake", traffic={"timeout": 120})
+@bentoml.service(name="givetake", traffic={"timeout": 120}, workers=_workers())
 class PostClassifier:
     """Labels social-media posts with what they do: pitch, ask, helpful_share, ..."""
 
     def __init__(self) -> None:
-        from serving.predictor import Predictor
+        from serving.predictor import SPIN_ENV, Predictor
         from training.promote import promotion_info
+        from training.train import available_cores
 
         self.reference = os.environ.get("GIVETAKE_MODEL", "givetake:latest")
         # Refuse pickles, corrupt files and a label set other than GIVETAKE_SCHEMA's before loading.
         check_model(self.reference, os.environ.get(SCHEMA_ENV) or None)
-        self.predictor = Predictor(self.reference)
+        # The cores are shared out between the workers; idle engine threads sleep rather than spin
+        # (serving/predictor.py) unless GIVETAKE_ORT_SPIN says otherwise, as the event loop needs a core too.
+        self.predictor = Predictor(
+            self.reference,
+            threads=max(1, available_cores() // _workers()),
+            spin=None if SPIN_ENV in os.environ else False,
+        )
         # One forward pass at a time: the fast tokenizer is not safe to call from two threads,
         # and the archive task runs in its own thread beside /classify batches.
         self._lock = threading.Lock()
         self._archive_slot: Any = None
+        # Concurrent /classify requests share forward passes (serving/batching.py says why not
+        # BentoML's adaptive batching); a call holds at most one full request's worth of posts.
+        self._batcher = GreedyBatcher(self.predict, max_posts=MAX_TEXTS, on_batch=_observe_batch)
         schema = self.predictor.schema
         self.label_info: dict[str, Any] = {
             "model": {
@@ -229,17 +281,8 @@ class PostClassifier:
         """The loaded model's directory (for :func:`serving.score.score_file`)."""
         return self.predictor.model_dir
 
-    # Adaptive batching, measured with bench/http.py (MiniLM int8, 2 cores; see README "Fast CPU inference"):
-    # - max_batch_size=256 (a full request): the predictor sorts a batch by length before padding, so
-    #   bigger batches pad less. 32 clients sending 8 posts each got 118 and 159 posts/s with 256
-    #   against 74 and 85 with 32, at half the latency.
-    # - max_latency_ms=60_000: BentoML does not wait this long; it answers 503 to a queued request
-    #   whose expected latency passes it. 200 ms shed 1,212 of about 1,800 single-post requests at 32
-    #   clients; 1,000 ms and 60,000 ms shed none and served the same. At most 32 requests are in
-    #   flight (serving.security), at most 32 x 256 posts, about 30 s of work: none is shed; admission
-    #   is the concurrency limit's job.
-    @bentoml.api(batchable=True, max_batch_size=MAX_TEXTS, max_latency_ms=60_000)
-    def classify(
+    @bentoml.api
+    async def classify(
         self,
         texts: Annotated[
             list[PostText],
@@ -252,7 +295,8 @@ class PostClassifier:
         ],
     ) -> list[Prediction]:
         """Label posts: for each text, the labels at or above threshold, every label's score, truncation."""
-        return [Prediction(**p) for p in self.predict(texts)]
+        # Plain dicts: BentoML validates the reply against list[Prediction] on its way out.
+        return await self._batcher.submit(texts)  # type: ignore[no-any-return]
 
     @bentoml.task
     async def score_archive(
@@ -333,3 +377,7 @@ def _bad_request(context: bentoml.Context, message: str) -> Any:
 # Outermost first: JSON errors, API key, overload limit, body size limit, then readable 400s.
 secure_service(PostClassifier)
 PostClassifier.add_asgi_middleware(ReadableErrors)  # type: ignore[attr-defined]
+# BentoML works out a response's media type from the output model's JSON schema, rebuilt on every
+# reply unless the type says it; py-spy under 32 clients found that rebuild taking 21% of the server's
+# event-loop thread. The reply is always a JSON list of predictions.
+PostClassifier.apis["classify"].output_spec.media_type = "application/json"  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import bentoml
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -31,6 +33,15 @@ def test_training_exports_and_checks_both_engines(trained_run: Path) -> None:
         assert r["posts"] == read_metrics(trained_run)["data"]["validation"]["rows"]
     assert records["onnx"]["max_abs_prob_diff"] < 1e-4  # fp32 ONNX is the same network
     assert records["onnx-int8"]["size_mb"] < records["onnx"]["size_mb"]
+    # Attention, layer norms and GELU fused into ONNX Runtime's operators in both files (2 layers),
+    # attention only up to MultiHeadAttention so that the Q/K/V projections are quantised.
+    config = json.loads((trained_run / "config.json").read_text())
+    layers = config["num_hidden_layers"]
+    assert records["fused"]["mha"] == layers and records["fused"]["skip_layer_normalization"] == 2 * layers
+    for name in ENGINE_FILES.values():
+        ops = collections.Counter(n.op_type for n in onnx.load(str(trained_run / name)).graph.node)
+        assert ops["MultiHeadAttention"] == layers and ops["Attention"] == 0 and ops["Softmax"] == 0
+    assert ops["MatMulInteger"] >= 6 * layers  # Q, K, V, attention output and both feed-forward layers
     # Exported before registering: the store copy serves on ONNX too.
     store_dir = Path(bentoml.models.get("givetake:tiny").path)
     assert all((store_dir / name).is_file() for name in ENGINE_FILES.values())

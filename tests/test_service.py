@@ -215,6 +215,34 @@ def test_givetake_serve_end_to_end(trained_run: Path, tmp_path: Path) -> None:
         assert labels["model"]["path"] == str(trained_run.resolve()) and labels["model"]["tag"] is None
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
         assert 'endpoint="/classify"' in metrics
+        assert "givetake_batch_requests_count 1.0" in metrics  # the one valid /classify call
+
+
+def test_two_workers_answer_concurrent_callers(trained_run: Path, tmp_path: Path, predictor: Predictor) -> None:
+    requests = [[f"{t} (caller {i})" for t in EXAMPLE_INPUT["texts"][: 1 + i % 5]] for i in range(24)]
+    with running_server(trained_run, tmp_path, "--workers", "2") as base:
+        assert " with 2 workers at " in (tmp_path / "serve.log").read_text()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(
+                pool.map(lambda texts: httpx.post(f"{base}/classify", json={"texts": texts}, timeout=30), requests)
+            )
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    for texts, resp in zip(requests, answers, strict=True):
+        assert resp.status_code == 200, resp.text
+        assert [a["labels"] for a in resp.json()] == [p["labels"] for p in predictor.predict(texts)]
+    # Both workers' batch counts are summed: every request was scored in some call.
+    assert "givetake_batch_requests_sum 24.0" in metrics
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_worker_count_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from serving.service import _workers
+
+    monkeypatch.setenv("GIVETAKE_WORKERS", value)
+    with pytest.raises(ValueError, match=f"GIVETAKE_WORKERS={value!r} must be a whole number of at least 1"):
+        _workers()
+    monkeypatch.delenv("GIVETAKE_WORKERS")
+    assert _workers() == 1
 
 
 def test_serve_fails_fast_on_a_missing_model(tmp_path: Path) -> None:

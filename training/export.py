@@ -13,11 +13,13 @@ Training runs this at the end of every run; ``givetake export MODEL`` does it fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -76,12 +78,8 @@ def export_onnx(model_dir: Path, path: Path) -> None:
     attention_mask = torch.ones((2, 8), dtype=torch.long)
     attention_mask[1, 5:] = 0
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        with _quiet(), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 Logits(model),
@@ -101,9 +99,83 @@ def export_onnx(model_dir: Path, path: Path) -> None:
         raise
     except Exception as exc:  # the exporter raises many types; the message is what matters
         raise ExportError(f"{model_dir}: ONNX export failed ({type(exc).__name__}: {exc})") from exc
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hold the exporter's and graph rewriter's loggers to errors: they narrate every pass at INFO."""
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
+    try:
+        yield
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
+
+
+def fuse_for_ort(path: Path) -> dict[str, int]:
+    """Rewrite the exported graph at ``path`` in place with ONNX Runtime's fused transformer operators.
+
+    The torch.export graph spells attention, layer norm and GELU out in dozens of small operators,
+    each a separate pass over memory and a separate hand-over between threads. onnxscript's
+    rewriter replaces them with ``MultiHeadAttention``, ``SkipLayerNormalization`` and
+    ``BiasGelu``. Attention is fused up to ``MultiHeadAttention`` only, leaving the Q/K/V
+    projections as plain MatMuls: the fuller ``Attention`` operator carries those weights inside
+    it, where dynamic quantisation does not reach them. Measured on 4,096 real posts in calls of
+    32 (2 cores, network only): int8 430 -> 516 posts/s, against 457 with ``Attention``.
+
+    Returns the count of each fusion applied; empty when attention did not fuse, and the graph
+    is then left as it was.
+    """
+    import onnx_ir as ir
+
+    with _quiet():
+        return _fuse(ir.load(str(path)), path)
+
+
+def _fuse(model: Any, path: Path) -> dict[str, int]:
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common_passes
+    from onnxscript.optimizer import optimize
+    from onnxscript.rewriter import rewrite
+    from onnxscript.rewriter.ort_fusions import ORT_PATTERN_REWRITE_RULES, shape_optimization
+    from onnxscript.rewriter.ort_fusions.bias_gelu import fuse_bias_gelu
+    from onnxscript.rewriter.ort_fusions.erfgelu import fuse_erfgelu
+    from onnxscript.rewriter.ort_fusions.mha import fuse_mha1, fuse_mha2
+    from onnxscript.rewriter.ort_fusions.mha_bias import fuse_mha_bias
+    from onnxscript.rewriter.ort_fusions.mha_scale import fuse_mha_scale
+    from onnxscript.rewriter.ort_fusions.sdpa import fuse_sdpa
+    from onnxscript.rewriter.ort_fusions.skip_normalization import fuse_skip_layer_normalization
+
+    # The order of onnxscript's own optimize_for_ort, without the rotary/GQA/RMS rules (not in
+    # BERT) and without the final Attention fusion.
+    common_passes.ShapeInferencePass()(model)
+    optimize(model)
+    shape_optimization.rules.apply_to_model(model)
+    optimize(model)
+    counts = {
+        "erf_gelu": fuse_erfgelu(model),
+        "skip_layer_normalization": fuse_skip_layer_normalization(model),
+    }
+    common_passes.CommonSubexpressionEliminationPass()(model)
+    counts |= {
+        "sdpa": fuse_sdpa(model, apply_shape_inference=True),
+        "mha": fuse_mha1(model) + fuse_mha2(model),
+        "mha_scale": fuse_mha_scale(model),
+        "mha_bias": fuse_mha_bias(model),
+        "bias_gelu": fuse_bias_gelu(model),
+    }
+    if not counts["mha"]:
+        return {}
+    optimize(model)
+    rewrite(model, ORT_PATTERN_REWRITE_RULES)
+    common_passes.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=1)(model)
+    common_passes.RemoveInitializersFromInputsPass()(model)
+    common_passes.ShapeInferencePass()(model)
+    ir.save(model, str(path))
+    return counts
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -257,12 +329,18 @@ def export_model(
     # Files of an earlier export would be read as checked until the new record is written.
     _write_records(model_dir, None)
     export_onnx(model_dir, onnx_path)
+    try:
+        fused = fuse_for_ort(onnx_path)
+    except Exception as exc:  # an optimisation only: the plain export still runs, and is checked
+        log.warning("%s: fusing the ONNX graph failed (%s: %s); keeping it unfused", model_dir, type(exc).__name__, exc)
+        fused = {}
     quantize_int8(onnx_path, int8_path)
     exported = time.perf_counter() - started
     records: dict[str, Any] = {"torch": {"usable": True}}
     records.update(check_parity(model_dir, posts, described, torch_probs, min_agreement, max_f1_drop))
     records["exported_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     records["export_seconds"] = round(exported, 1)
+    records["fused"] = fused
     records["check_seconds"] = round(time.perf_counter() - started - exported, 1)
     _write_records(model_dir, records)
     for engine in ENGINE_FILES:
