@@ -25,7 +25,7 @@ import numpy as np
 from labels.schema import Schema, load_schema
 from training.lexical import LexicalModel, has_lexical
 from training.store import read_metrics, resolve_model
-from training.text import normalize
+from training.text import normalize, truncate_ids
 from training.thresholds import load_thresholds
 
 ENGINES = ("torch", "onnx", "onnx-int8")
@@ -44,12 +44,20 @@ class ModelLoadError(RuntimeError):
     """A model directory is unusable; the message names the path and the problem."""
 
 
-def _max_length(model_dir: Path) -> int:
+def _truncation(model_dir: Path) -> tuple[int, int]:
+    """``max_length`` and the tokens kept from the start of a longer post, as the run trained them.
+
+    A run from before ``head_tokens`` existed kept only the start (and the closing token).
+    """
     try:
-        cfg = json.loads((model_dir / "run_config.json").read_text(encoding="utf-8"))
-        return int(cfg["model"]["max_length"])
+        cfg = json.loads((model_dir / "run_config.json").read_text(encoding="utf-8"))["model"]
+        max_length = int(cfg["max_length"])
     except (OSError, KeyError, ValueError, TypeError):
-        return 128
+        return 128, 127
+    if "head_tokens" not in cfg:
+        return max_length, max_length - 1
+    head = cfg["head_tokens"]
+    return max_length, int(head) if isinstance(head, int) else max_length // 2
 
 
 def engine_records(model_dir: Path) -> dict[str, Any]:
@@ -134,7 +142,7 @@ class Predictor:
         self.schema: Schema = load_schema(self.model_dir / "schema.yaml")
         self.labels: list[str] = self.schema.names
         self.thresholds = load_thresholds(self.model_dir, self.labels)
-        self.max_length = _max_length(self.model_dir)
+        self.max_length, self.head_tokens = _truncation(self.model_dir)
         self.batch_size = batch_size
         self.threads = threads or available_cores()
         self.spin = spin if spin is not None else os.environ.get(SPIN_ENV, "1").strip() != "0"
@@ -251,14 +259,10 @@ class Predictor:
             raise ModelLoadError(f"{path}: expected inputs input_ids and attention_mask, found {sorted(inputs)}")
 
     def _encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
-        """Token ids per text, cut to ``max_length`` (keeping the closing special token)."""
+        """Token ids per text, cut to ``max_length``: the first ``head_tokens`` and the rest from the end."""
         ids = self._tokenize([normalize(t) for t in texts])
-        out, truncated = [], []
-        for seq in ids:
-            cut = len(seq) > self.max_length
-            out.append(seq[: self.max_length - 1] + seq[-1:] if cut else seq)
-            truncated.append(cut)
-        return out, truncated
+        out = [truncate_ids(seq, self.max_length, self.head_tokens) for seq in ids]
+        return out, [len(seq) > self.max_length for seq in ids]
 
     def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, padded to the longest of ``seqs``."""

@@ -70,7 +70,10 @@ class Prediction(BaseModel):
 
     labels: list[str] = Field(description="Labels whose score is at or above their threshold (may be empty).")
     scores: dict[str, float] = Field(description="Independent sigmoid probability for every label (not a softmax).")
-    truncated: bool = Field(description="True when the text was longer than the model reads; the rest was ignored.")
+    truncated: bool = Field(
+        description="True when the text was longer than the model reads: its start and its end were scored, "
+        "the middle was not (by the transformer; the TF-IDF half reads it all)."
+    )
 
 
 def _workers() -> int:
@@ -249,6 +252,7 @@ class PostClassifier:
                 "tag": _model_tag(self.reference),
                 "path": str(self.predictor.model_dir),
                 "max_length": self.predictor.max_length,
+                "head_tokens": self.predictor.head_tokens,
                 "engine": self.predictor.engine,
                 # Whether this is the model `givetake promote` marked live (read at startup).
                 **promotion_info(_model_tag(self.reference)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -53,6 +54,25 @@ def test_truncation_flag(predictor: Predictor) -> None:
     long_text = "great " * (predictor.max_length + 20)
     _, flags = predictor.predict_proba([long_text, "short one"])
     assert flags == [True, False]
+
+
+def test_a_long_post_is_read_at_both_ends(trained_run: Path, tmp_path: Path) -> None:
+    predictor = Predictor(trained_run)
+    assert predictor.head_tokens == predictor.max_length // 2  # the run's default, recorded in run_config.json
+    words = [f"w{i}" for i in range(3 * predictor.max_length)]
+    ids, flags = predictor._encode([" ".join(words)])
+    full = predictor._tokenize([" ".join(words)])[0]
+    assert flags == [True] and len(ids[0]) == predictor.max_length
+    head = predictor.head_tokens
+    assert ids[0][:head] == full[:head] and ids[0][head:] == full[len(full) - (predictor.max_length - head) :]
+    # A run from before head_tokens existed was trained on the start only, and is read that way.
+    old = tmp_path / "old"
+    shutil.copytree(trained_run, old)
+    config = json.loads((old / "run_config.json").read_text())
+    del config["model"]["head_tokens"]
+    (old / "run_config.json").write_text(json.dumps(config))
+    old_ids, _ = Predictor(old)._encode([" ".join(words)])
+    assert old_ids[0] == full[: predictor.max_length - 1] + full[-1:]
 
 
 def test_thresholds_drive_labels(trained_run: Path, tmp_path: Path) -> None:

@@ -87,6 +87,10 @@ def test_invalid_options_are_refused() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="--max-length"):
         ModelConfig(max_length=4)
+    for head in (0, 32):
+        with pytest.raises(ConfigError, match=r"--head-tokens must be between 1 and --max-length minus 1 \(31\)"):
+            ModelConfig(max_length=32, head_tokens=head)
+    assert ModelConfig(max_length=32).head == 16 and ModelConfig(max_length=32, head_tokens=5).head == 5
     with pytest.raises(ConfigError, match="--run-id"):
         TrainConfig(run_id="Has Spaces")
     result = CliRunner().invoke(app, ["train", "--epochs", "0"])

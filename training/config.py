@@ -47,6 +47,13 @@ class ModelConfig:
         ),
     )
     max_length: int = field(default=128, metadata=_help("Tokens kept per post; longer posts are truncated."))
+    head_tokens: int | None = field(
+        default=None,
+        metadata=_help(
+            "Of a post longer than --max-length, the tokens kept from its start; the rest come from its end. "
+            "Default: half of --max-length. --max-length minus 1 keeps only the start."
+        ),
+    )
     freeze_embeddings: bool = field(
         default=True,
         metadata=_help(
@@ -69,6 +76,16 @@ class ModelConfig:
             raise ConfigError("--base-model must not be empty")
         if not 8 <= self.max_length <= 512:
             raise ConfigError(f"--max-length must be between 8 and 512, got {self.max_length}")
+        if self.head_tokens is not None and not 1 <= self.head_tokens < self.max_length:
+            raise ConfigError(
+                f"--head-tokens must be between 1 and --max-length minus 1 ({self.max_length - 1}), "
+                f"got {self.head_tokens}"
+            )
+
+    @property
+    def head(self) -> int:
+        """Tokens kept from the start of a long post (see :func:`training.text.truncate_ids`)."""
+        return self.head_tokens if self.head_tokens is not None else self.max_length // 2
 
 
 @dataclass

@@ -25,7 +25,7 @@ from training.data import LabelledPosts, label_warnings, load_posts, stratified_
 from training.evaluate import compute_metrics, write_report
 from training.lexical import LexicalModel
 from training.store import MODEL_NAME, new_run_id, register, write_metrics
-from training.text import normalize
+from training.text import normalize, truncate_ids
 from training.thresholds import apply_thresholds, save_thresholds, tune_thresholds
 
 log = logging.getLogger("givetake.train")
@@ -68,14 +68,21 @@ def pos_weights(y: np.ndarray, cap: float, known: np.ndarray | None = None) -> n
     return np.minimum(neg / np.maximum(pos, 1.0), cap).clip(min=1.0)
 
 
-def tokenize(posts: LabelledPosts, tokenizer: Any, max_length: int) -> Any:
-    """A ``datasets.Dataset`` of token ids (normalised text, no padding) and float labels."""
+def tokenize(posts: LabelledPosts, tokenizer: Any, max_length: int, head: int) -> Any:
+    """A ``datasets.Dataset`` of token ids (normalised text, no padding) and float labels.
+
+    A post longer than ``max_length`` keeps its first ``head`` tokens and the rest from its end,
+    as every prediction path does (:func:`training.text.truncate_ids`).
+    """
     ds = posts.to_dataset()
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        enc = tokenizer([normalize(t) for t in batch["text"]], truncation=True, max_length=max_length)
+        enc = dict(tokenizer([normalize(t) for t in batch["text"]], truncation=False))
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            if key in enc:
+                enc[key] = [truncate_ids(seq, max_length, head) for seq in enc[key]]
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        return dict(enc)
+        return enc
 
     return ds.map(encode, batched=True, remove_columns=["text"])
 
@@ -197,8 +204,8 @@ def train(
 
     torch.manual_seed(train_cfg.seed)
     tokenizer, model = build_model(model_cfg, schema)
-    train_ds = tokenize(train_posts, tokenizer, model_cfg.max_length)
-    val_ds = tokenize(val_posts, tokenizer, model_cfg.max_length)
+    train_ds = tokenize(train_posts, tokenizer, model_cfg.max_length, model_cfg.head)
+    val_ds = tokenize(val_posts, tokenizer, model_cfg.max_length, model_cfg.head)
 
     run_id = train_cfg.run_id or new_run_id()
     run_dir = Path(train_cfg.output_dir) / run_id
