@@ -24,12 +24,21 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from bench.common import DEFAULT_MODEL, RAW, RAW_ENGINE, ROOT, append_results, machine, met, real_posts  # noqa: E402
+from bench.common import (  # noqa: E402
+    DEFAULT_MODEL,
+    RAW,
+    RAW_ENGINE,
+    ROOT,
+    MemoryWatch,
+    append_results,
+    machine,
+    met,
+    real_posts,
+)
 from serving.predictor import ModelLoadError, Predictor  # noqa: E402
 
 CHUNK = 512  # givetake score's default --chunk-size
@@ -76,14 +85,19 @@ def main() -> None:
         cmd += ["--model", args.model, "--engine", args.engine, "--chunk-size", str(CHUNK), "--batch-size", str(BATCH)]
         env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
         t0 = time.perf_counter()
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        # Sampled, not getrusage(RUSAGE_CHILDREN): a child's ru_maxrss starts from this process's
+        # own resident size at the fork, which the raw-engine run above has made large.
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watch = MemoryWatch(proc.pid)
+        watch.start()
+        stdout, stderr = proc.communicate(timeout=900)
         wall = time.perf_counter() - t0
-        if done.returncode != 0:
-            sys.exit(f"error: givetake score failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    match = _SUMMARY.search(done.stdout)
+        peak_mb = watch.stop() / 2**20
+        if proc.returncode != 0:
+            sys.exit(f"error: givetake score failed ({proc.returncode}):\n{stderr[-3000:]}")
+    match = _SUMMARY.search(stdout)
     if not match:
-        sys.exit(f"error: no summary line in the output of givetake score:\n{done.stdout[-2000:]}")
+        sys.exit(f"error: no summary line in the output of givetake score:\n{stdout[-2000:]}")
     read, scored, seconds = int(match[1]), int(match[2]), float(match[3])
     rate = read / seconds
     ratio = rate / raw

@@ -12,8 +12,10 @@ import os
 import platform
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -126,3 +128,34 @@ def append_results(title: str, body: str, write: bool = True) -> None:
     with RESULTS.open("a", encoding="utf-8") as fh:
         fh.write(section)
     print(f"appended to {RESULTS}")
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the resident memory of a process and all its children; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self._stop_event.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+                rss = 0
+                for p in procs:
+                    with suppress(psutil.Error):
+                        rss += p.memory_info().rss
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                pass
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> int:
+        """Stop sampling; the peak in bytes."""
+        self._stop_event.set()
+        self.join()
+        return self.peak

@@ -32,16 +32,16 @@ import re  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager, suppress  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 from bench.common import (  # noqa: E402
     DEFAULT_MODEL,
     RAW,
     RAW_ENGINE,
     ROOT,
+    MemoryWatch,
     append_results,
     engine_rate,
     machine,
@@ -132,37 +132,6 @@ def batch_stats(port: int) -> tuple[float, float]:
     for kind, value in _BATCH_METRIC.findall(text):
         found[kind] += float(value)
     return found["sum"], found["count"]
-
-
-class MemoryWatch(threading.Thread):
-    """Samples the resident memory of a process and all its children; keeps the peak."""
-
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        import psutil
-
-        while not self._stop_event.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                procs = [root, *root.children(recursive=True)]
-                rss = 0
-                for p in procs:
-                    with suppress(psutil.Error):
-                        rss += p.memory_info().rss
-                self.peak = max(self.peak, rss)
-            except psutil.Error:
-                pass
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> int:
-        """Stop sampling; the peak in bytes."""
-        self._stop_event.set()
-        self.join()
-        return self.peak
 
 
 async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:

@@ -36,8 +36,16 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-from bench.common import DEFAULT_MODEL, RAW, append_results, machine, percentile, real_posts  # noqa: E402
-from bench.http import HOST, MemoryWatch, free_port, server, wait_ready  # noqa: E402
+from bench.common import (  # noqa: E402
+    DEFAULT_MODEL,
+    RAW,
+    MemoryWatch,  # noqa: E402
+    append_results,
+    machine,
+    percentile,
+    real_posts,
+)
+from bench.http import HOST, free_port, server, wait_ready  # noqa: E402
 from serving.security import limits_from_env  # noqa: E402
 
 

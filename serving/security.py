@@ -59,7 +59,7 @@ DEFAULT_MAX_BODY_MB = 32.0
 # BentoML keeps an uploaded archive and its scored copy in its task database for 24 hours; bigger
 # archives belong to `givetake score`, which streams.
 DEFAULT_MAX_UPLOAD_MB = 64.0
-# In-flight requests per worker. Adaptive batching merges queued requests into shared forward
+# In-flight requests per worker. Batching (serving/batching.py) merges queued requests into shared forward
 # passes, and on CPU throughput stops growing long before 32 requests of a few posts each are
 # queued: more only lengthens the wait. A request beyond that is told to come back (503 +
 # Retry-After) instead of queueing toward the 120 s timeout, and the bodies held in flight stay
