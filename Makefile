@@ -53,7 +53,7 @@ quality: install
 	$(PY) bench/quality.py --gold $(SHARED)/data/gold/dev.jsonl
 
 # Engine, HTTP and offline-scoring speed on real posts -> bench/RESULTS.md (needs ../shared and an
-# exported model; BENCH_MODEL=models/<run> to pick one). About 7 minutes in all.
+# exported model; BENCH_MODEL=models/<run> to pick one). About 4 minutes in all.
 BENCH_MODEL ?= givetake:latest
 bench: install
 	$(PY) bench/engine.py --model $(BENCH_MODEL) --raw $(SHARED)/data/raw
