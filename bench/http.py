@@ -295,7 +295,7 @@ def main() -> None:
         ratio = by_clients[32]["posts_per_s"] / base
         verdicts.append(
             f"throughput at 32 clients >= {TARGET_RATIO:.0%} of the raw engine: {met(ratio >= TARGET_RATIO)} "
-            f"({ratio:.0%})"
+            f"({ratio:.0%}, {args.per_request} post(s) per request)"
         )
     verdicts.append(f"server peak memory <= 1 GB: {met(peak_mb <= TARGET_MEMORY_MB)} ({peak_mb:.0f} MB)")
     errors = [r["first_error"] for r in results if r["first_error"]]

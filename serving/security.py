@@ -148,6 +148,19 @@ def _header(scope: Scope | Message, name: bytes) -> bytes | None:
     return None
 
 
+def explain_validation(detail: list[dict[str, Any]]) -> str:
+    """One line per validation problem, naming where it is: ``texts[3]: String should have ...``."""
+    parts = []
+    for err in detail:
+        loc = [p for p in err.get("loc", []) if p not in ("body", "root")]
+        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if not where or err.get("type") == "missing":
+            msg += ' (send a JSON object such as {"texts": ["a post", "another post"]})'
+        parts.append(f"{where or 'request body'}: {msg}")
+    return "; ".join(parts)
+
+
 # ----------------------------------------------------------------------------------------- middleware
 
 
@@ -157,6 +170,9 @@ class JsonErrors:
     The service's own errors are such objects already; this covers Starlette's plain-text 404
     and 405 (``GET /nope``, ``GET /classify``), BentoML's ``[{"error": ...}]`` for a bad upload,
     and BentoML's 503 for a cancelled batch, whose text blames an unexpected server error.
+    BentoML's 400 for a request that fails validation, ``{"error": "1 validation error for
+    Input", "detail": [...]}``, gets an ``error`` a person can act on (``texts[2]: text is empty
+    or only whitespace; ...``) and loses pydantic's documentation links.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -190,6 +206,16 @@ class JsonErrors:
             payload = json.loads(original) if original else None
         except ValueError:
             payload = None
+        if status == 400 and isinstance(payload, dict) and isinstance(payload.get("detail"), list):
+            details = [d for d in payload["detail"] if isinstance(d, dict)]
+            payload = {
+                **payload,
+                "error": explain_validation(details),
+                "detail": [{k: v for k, v in d.items() if k != "url"} for d in details],
+            }
+            original = json.dumps(payload).encode()
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            start = {**start, "headers": [*headers, (b"content-length", str(len(original)).encode())]}
         if status != 503 and isinstance(payload, dict) and isinstance(payload.get("error"), str):
             await send(start)  # already what a client expects
             await send({"type": "http.response.body", "body": original})

@@ -15,7 +15,6 @@ because BentoML reads the API signatures' annotations to build request and respo
 """
 
 import functools
-import json
 import logging
 import os
 import re
@@ -32,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serving.batching import GreedyBatcher
-from serving.security import SCHEMA_ENV, check_model, secure_service
+from serving.security import SCHEMA_ENV, check_model, explain_validation, secure_service
 
 MAX_TEXTS = 256
 WORKERS_ENV = "GIVETAKE_WORKERS"
@@ -136,68 +135,6 @@ async def _labels(request: Request) -> JSONResponse:
 _get_routes = Starlette(routes=[Route("/labels", _labels, methods=["GET"])])
 
 
-def _explain(detail: list[dict[str, Any]]) -> str:
-    """One line per validation problem, naming where it is: ``texts[3]: String should have ...``."""
-    parts = []
-    for err in detail:
-        loc = [p for p in err.get("loc", []) if p not in ("body", "root")]
-        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
-        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        if not where or err.get("type") == "missing":
-            msg += ' (send a JSON object such as {"texts": ["a post", "another post"]})'
-        parts.append(f"{where or 'request body'}: {msg}")
-    return "; ".join(parts)
-
-
-class ReadableErrors:
-    """ASGI middleware: give BentoML's 400 validation replies an ``error`` a person can act on.
-
-    BentoML answers a request that fails validation with ``{"error": "1 validation error for
-    Input", "detail": [...]}``; this rewrites ``error`` from the details (``texts[2]: text is
-    empty or only whitespace; ...``) and drops pydantic's documentation links.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        start: dict[str, Any] | None = None
-        chunks: list[bytes] = []
-
-        async def capture(message: dict[str, Any]) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                start = message
-                return
-            if start is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                body = _rewrite(b"".join(chunks))
-                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-                headers.append((b"content-length", str(len(body)).encode()))
-                await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, capture)
-
-
-def _rewrite(body: bytes) -> bytes:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(data, dict) or not isinstance(data.get("detail"), list):
-        return body
-    data["error"] = _explain(data["detail"])
-    data["detail"] = [{k: v for k, v in d.items() if k != "url"} for d in data["detail"] if isinstance(d, dict)]
-    return json.dumps(data).encode()
-
-
 class _QuietValidationErrors(logging.Filter):
     """Log a rejected request as one warning line, not as an ERROR with a server-side traceback."""
 
@@ -206,7 +143,7 @@ class _QuietValidationErrors(logging.Filter):
         if isinstance(exc, ValidationError):
             record.msg = "Rejected request on %s [%s]: %s"
             details = [dict(e) for e in exc.errors(include_url=False)]
-            record.args = (*(record.args or ()), _explain(details))  # type: ignore[misc]
+            record.args = (*(record.args or ()), explain_validation(details))  # type: ignore[misc]
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
@@ -378,9 +315,8 @@ def _bad_request(context: bentoml.Context, message: str) -> Any:
 
 
 # bentoml.service returns a Service object; its type stubs say it returns the class.
-# Outermost first: JSON errors, API key, overload limit, body size limit, then readable 400s.
+# Outermost first: JSON errors (readable 400s among them), API key, overload limit, body size limit.
 secure_service(PostClassifier)
-PostClassifier.add_asgi_middleware(ReadableErrors)  # type: ignore[attr-defined]
 # BentoML works out a response's media type from the output model's JSON schema, rebuilt on every
 # reply unless the type says it; py-spy under 32 clients found that rebuild taking 21% of the server's
 # event-loop thread. The reply is always a JSON list of predictions.
