@@ -180,7 +180,10 @@ class PostClassifier:
         self._lock = threading.Lock()
         self._archive_slot: Any = None
         # Concurrent /classify requests share forward passes (serving/batching.py says why not
-        # BentoML's adaptive batching); a call holds at most one full request's worth of posts.
+        # BentoML's adaptive batching, and why nothing waits for a batch to fill). A call holds up
+        # to 256 posts, one full request: the predictor sorts a call's posts by length before
+        # padding, so bigger calls pad less (measured with BentoML's batching, 32 clients sending
+        # 8 posts each: 118 and 159 posts/s with 256 against 74 and 85 with 32).
         self._batcher = GreedyBatcher(self.predict, max_posts=MAX_TEXTS, on_batch=_observe_batch)
         schema = self.predictor.schema
         self.label_info: dict[str, Any] = {
