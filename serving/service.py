@@ -34,8 +34,8 @@ from serving.batching import GreedyBatcher
 from serving.security import SCHEMA_ENV, check_model, explain_validation, secure_service
 
 MAX_TEXTS = 256
-WORKERS_ENV = "GIVETAKE_WORKERS"
 MAX_CHARS = 20_000
+WORKERS_ENV = "GIVETAKE_WORKERS"
 # Archive chunks hold the model lock; small chunks let /classify requests in between them.
 ARCHIVE_CHUNK_SIZE = 64
 EXAMPLE_TEXTS = [
@@ -78,10 +78,11 @@ class Prediction(BaseModel):
 def _workers() -> int:
     """Server worker processes: ``GIVETAKE_WORKERS`` (set by ``givetake serve --workers``), else 1.
 
-    Each worker is a process with its own event loop, model copy and engine thread; the workers
-    share the listening socket. Measured with bench/http.py (2 cores, int8, one post per request,
-    32 kept-alive connections): one worker with 2 engine threads served 331 posts/s, steadily. Two
-    workers with one engine thread each served 412-416 posts/s when the connections split evenly,
+    Each worker is a process with its own event loop, model copy and engine thread, and gets its
+    share of the cores as ONNX Runtime threads; the workers share the listening socket. Measured
+    with bench/http.py (2 cores, int8, one post per request, 32 kept-alive connections): one worker
+    with 2 ONNX Runtime threads served 331 posts/s, steadily. Two workers with one thread each
+    served 412-416 posts/s when the connections split evenly,
     but in 2 of 3 runs one worker accepted all 32 connections (whichever wakes first takes the
     whole backlog) and the server did 255-267 posts/s. Memory: 430 vs 770 MB. So one worker by
     default; more suit many short-lived connections, as behind a load balancer.
