@@ -20,7 +20,6 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -29,12 +28,11 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    DEFAULT_MODEL,
-    RAW,
     RAW_ENGINE,
     ROOT,
     MemoryWatch,
     append_results,
+    bench_parser,
     machine,
     met,
     real_posts,
@@ -58,12 +56,8 @@ def raw_rate(predictor: Predictor, posts: list[str]) -> float:
 
 def main() -> None:
     """Raw engine, then ``givetake score`` on the same posts; report rates, ratio and memory."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="models/<run> or a store tag (exported)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--engine", default="onnx-int8")
-    parser.add_argument("--posts", type=int, default=20_000, help="real posts in the file")
-    parser.add_argument("--raw", default=str(RAW), help="../shared/data/raw")
-    parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args()
     posts = real_posts(args.posts, raw=Path(args.raw))
     started = time.time()

@@ -7,6 +7,7 @@ by path from ``../shared/data/raw/`` and never copied into the project.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import platform
@@ -159,3 +160,13 @@ class MemoryWatch(threading.Thread):
         self._stop_event.set()
         self.join()
         return self.peak
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every speed benchmark takes: --model, --posts, --raw and --no-append."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="models/<run> or a store tag (exported)")
+    parser.add_argument("--posts", type=int, default=20_000, help="real posts to draw from")
+    parser.add_argument("--raw", default=str(RAW), help="../shared/data/raw")
+    parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    return parser

@@ -20,10 +20,17 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-import argparse  # noqa: E402
 import time  # noqa: E402
 
-from bench.common import DEFAULT_MODEL, RAW, RAW_ENGINE, append_results, engine_rate, machine, met, real_posts  # noqa: E402
+from bench.common import (  # noqa: E402
+    RAW_ENGINE,
+    append_results,
+    bench_parser,
+    engine_rate,
+    machine,
+    met,
+    real_posts,
+)
 from serving.predictor import ENGINES, ModelLoadError, Predictor  # noqa: E402
 
 BATCHES = (1, 8, 32)
@@ -52,12 +59,8 @@ def breakdown(predictor: Predictor, posts: list[str]) -> dict[str, float]:
 
 def main() -> None:
     """Measure every engine at every batch size and report the int8 vs torch ratio."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="models/<run> or a store tag (exported)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="time per engine and batch size")
-    parser.add_argument("--posts", type=int, default=20_000, help="real posts to draw from")
-    parser.add_argument("--raw", default=str(RAW), help="../shared/data/raw")
-    parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args()
     posts = real_posts(args.posts, raw=Path(args.raw))
     started = time.time()

@@ -22,7 +22,6 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import http.client  # noqa: E402
 import itertools  # noqa: E402
@@ -37,12 +36,11 @@ from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    DEFAULT_MODEL,
-    RAW,
     RAW_ENGINE,
     ROOT,
     MemoryWatch,
     append_results,
+    bench_parser,
     engine_rate,
     machine,
     met,
@@ -217,17 +215,13 @@ def drive(port: int, posts: list[str], clients: int, seconds: float, per_request
 
 def main() -> None:
     """Measure the raw engine, then the server under each concurrency; report against the targets."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="models/<run> or a store tag (exported)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--engine", default="onnx-int8")
     parser.add_argument("--seconds", type=float, default=15.0, help="time per concurrency level")
     parser.add_argument("--raw-seconds", type=float, default=8.0, help="time per raw-engine measurement")
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)), help="comma-separated")
     parser.add_argument("--per-request", type=int, default=1, help="posts per request")
     parser.add_argument("--workers", type=int, default=None, help="server workers (default: givetake serve's)")
-    parser.add_argument("--posts", type=int, default=20_000, help="real posts to draw from")
-    parser.add_argument("--raw", default=str(RAW), help="../shared/data/raw")
-    parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     posts = real_posts(args.posts, raw=Path(args.raw))

@@ -25,7 +25,6 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-import argparse  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -37,10 +36,9 @@ from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    DEFAULT_MODEL,
-    RAW,
     MemoryWatch,  # noqa: E402
     append_results,
+    bench_parser,
     machine,
     percentile,
     real_posts,
@@ -144,17 +142,13 @@ def _watchdog(limit: float, proc_holder: dict[str, int]) -> None:
 
 def main() -> None:
     """Start the server, drive it with the clients, stop it, report."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="models/<run> or a store tag")
+    parser = bench_parser(__doc__)
     parser.add_argument("--engine", default="auto", help="passed to givetake serve --engine")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-per-request", type=int, default=8, help="each request holds 1 to this many posts")
     parser.add_argument("--client-timeout", type=float, default=150.0, help="longer than the server's 120 s")
     parser.add_argument("--hard-limit", type=float, default=0, help="seconds for the whole run (default: 4 min + 2x)")
-    parser.add_argument("--posts", type=int, default=20_000, help="real posts to draw from")
-    parser.add_argument("--raw", default=str(RAW), help="../shared/data/raw")
-    parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args()
     hard_limit = args.hard_limit or 240 + 2 * args.seconds + args.client_timeout
     holder: dict[str, int] = {}
