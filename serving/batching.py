@@ -1,18 +1,24 @@
-"""Greedy request batching for ``POST /classify``: run whatever is waiting as soon as the engine is free.
+"""Greedy request batching for ``POST /classify``: run whatever is waiting as soon as an engine is free.
 
-Concurrent requests queue here; one runner takes every queued request (up to ``max_posts`` posts,
-first come first served), scores them in one call on a dedicated thread and hands each request
-its own slice of the results. While that call runs, new requests queue and form the next batch.
-Nothing ever waits for a batch to fill: on a CPU, where one call keeps every core busy, a request
-that arrives while the engine is idle is best started at once, and one that arrives while it is
-busy has to wait for that call anyway.
+Concurrent requests queue here. ``runners`` engine threads each take a share of what is queued
+(first come first served), score it in one call and hand each request its results; a request is
+answered once all of its posts are scored. While calls run, new requests queue and form the next
+ones. Nothing ever waits for a batch to fill: on a CPU, a request that arrives while an engine is
+idle is best started at once, and one that arrives while all are busy has to wait for a call anyway.
 
-Why not BentoML's adaptive batching (``@bentoml.api(batchable=True)``), measured with
-``bench/http.py`` (2 cores, int8 MiniLM, one post per request, 32 clients): its dispatcher holds
-requests back to grow batches, by an amount learnt from the average wait of past batches; under a
-steady load that wait feeds on itself and the server's CPU use stayed at 1.35 of 2 cores while 32
-requests were queued (230-257 posts/s, 51-61% of the raw engine). After a burst it kept waiting
-about 60 ms per request for seconds (single-post p50 62 ms instead of 7 ms).
+Why several single-threaded engines rather than one using every core (``bench/http.py``, 2 cores,
+int8 MiniLM, one post per request): ONNX Runtime's threads meet at a barrier after every operator,
+and sleep there or spin; two calls side by side, one thread each, need neither. Measured in one
+process on real posts, two such calls of 32 did 625 posts/s against 441 for one call of 32 on two
+sleeping threads and 526 on two spinning ones. Through the server, with 32 clients: 411-425 posts/s
+against 329 for one two-thread engine; with 8 clients 365 against 263; one client's p50 5.1 against
+6.1 ms.
+
+Why not BentoML's adaptive batching (``@bentoml.api(batchable=True)``), measured the same way: its
+dispatcher holds requests back to grow batches, by an amount learnt from the average wait of past
+batches; under a steady load that wait feeds on itself and the server's CPU use stayed at 1.35 of 2
+cores while 32 requests were queued (230-257 posts/s, 51-61% of the raw engine). After a burst it
+kept waiting about 60 ms per request for seconds (single-post p50 62 ms instead of 7 ms).
 """
 
 from __future__ import annotations
@@ -21,33 +27,50 @@ import asyncio
 import collections
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass
 class _Request:
+    """One caller's texts, the results filled in as its pieces are scored, and its future."""
+
     texts: list[str]
-    future: asyncio.Future[list[Any]]
-    loop: asyncio.AbstractEventLoop
+    future: Future[list[Any]] = field(default_factory=Future)
+    results: list[Any] = field(default_factory=list)
+    unscored: int = 0
 
-    def resolve(self, outcome: list[Any] | Exception) -> None:
-        """Hand the results (or the failure) to the waiting caller, on its event loop."""
-        self.loop.call_soon_threadsafe(_settle, self.future, outcome)
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.texts)
+        self.unscored = len(self.texts)
+
+    def settle(self, outcome: list[Any] | Exception) -> None:
+        """Hand the results (or the failure) to the caller, unless it has gone away or failed already."""
+        try:
+            if isinstance(outcome, Exception):
+                self.future.set_exception(outcome)
+            else:
+                self.future.set_result(outcome)
+        except InvalidStateError:  # cancelled by its caller, or an earlier piece failed
+            pass
 
 
-def _settle(future: asyncio.Future[list[Any]], outcome: list[Any] | Exception) -> None:
-    if future.done():  # cancelled meanwhile
-        return
-    if isinstance(outcome, Exception):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+@dataclass
+class _Piece:
+    """Posts ``start:end`` of a request: a request bigger than a runner's share is scored in pieces."""
+
+    request: _Request
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return self.end - self.start
 
 
 @dataclass
 class BatchStats:
-    """Counts of the calls made so far: calls, requests and posts."""
+    """Counts of the calls made so far: calls, requests (or pieces of one) and posts."""
 
     calls: int = 0
     requests: int = 0
@@ -55,16 +78,18 @@ class BatchStats:
 
 
 class GreedyBatcher:
-    """Merges concurrent ``submit`` calls into calls of ``predict`` (list of texts -> list of results).
+    """Merges concurrent requests into calls of ``predict`` (list of texts -> list of results).
 
-    ``predict`` runs on one dedicated engine thread, one call at a time. That thread takes the next
-    batch itself the moment a call ends, without waiting for the event loop, which at that moment
-    is busy sending the replies of the call just made; results go back to the loop with
-    ``call_soon_threadsafe``. (Two engine threads with one ONNX Runtime thread each were measured
-    too: 284-306 posts/s at 32 clients against 331 for one engine thread with two.)
+    ``predict`` runs on ``runners`` dedicated engine threads, so it must be safe to call from
+    several threads at once when ``runners`` > 1. An idle runner takes its share of the queued
+    posts: all of them divided by the runners now idle, at most ``max_posts``. It takes them the
+    moment its call ends, without waiting for the event loop, which at that moment is busy sending
+    the replies of the call just made; results reach the loop through ``asyncio.wrap_future``.
 
-    ``max_posts`` bounds the posts in one call (a single larger request still runs, alone).
-    ``on_batch(requests, posts)`` is called on the engine thread after each call, for metrics.
+    A request bigger than the share is split between runners when both parts hold at least
+    ``min_piece`` posts (smaller calls cost more per post than the waiting they save), and at
+    ``max_posts`` whatever its size. ``on_batch(requests, posts)`` is called on the engine thread
+    after each call, for metrics.
     """
 
     def __init__(
@@ -72,48 +97,84 @@ class GreedyBatcher:
         predict: Callable[[list[str]], Sequence[Any]],
         max_posts: int = 256,
         on_batch: Callable[[int, int], None] | None = None,
+        runners: int = 1,
+        min_piece: int = 16,
     ) -> None:
-        if max_posts < 1:
-            raise ValueError("max_posts must be at least 1")
+        if max_posts < 1 or runners < 1 or min_piece < 1:
+            raise ValueError("max_posts, runners and min_piece must be at least 1")
         self.predict = predict
         self.max_posts = max_posts
         self.on_batch = on_batch
+        self.runners = runners
+        self.min_piece = min_piece
         self.stats = BatchStats()
-        self._queue: collections.deque[_Request] = collections.deque()
+        self._queue: collections.deque[_Piece] = collections.deque()
+        self._queued_posts = 0
+        self._idle = runners
         self._ready = threading.Condition()
         self._closed = False
         self._started = False
 
     async def submit(self, texts: list[str]) -> list[Any]:
-        """The results for ``texts``, in order, scored with whatever else is queued."""
-        loop = asyncio.get_running_loop()
-        request = _Request(list(texts), loop.create_future(), loop)
+        """The results for ``texts``, in order, scored with whatever else is queued (from an event loop)."""
+        return await asyncio.wrap_future(self._enqueue(texts))
+
+    def run(self, texts: list[str]) -> list[Any]:
+        """The results for ``texts``, like :meth:`submit` but blocking: for threads other than the runners."""
+        return self._enqueue(texts).result()
+
+    def _enqueue(self, texts: list[str]) -> Future[list[Any]]:
+        request = _Request(list(texts))
+        if not request.texts:
+            request.settle([])
+            return request.future
         with self._ready:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
             if not self._started:
                 self._started = True
-                threading.Thread(target=self._serve, name="givetake-engine", daemon=True).start()
-            self._queue.append(request)
+                for number in range(self.runners):
+                    threading.Thread(target=self._serve, name=f"givetake-engine-{number}", daemon=True).start()
+            self._queue.append(_Piece(request, 0, len(request.texts)))
+            self._queued_posts += len(request.texts)
             self._ready.notify()
-        return await request.future
+        return request.future
 
-    def _take(self) -> list[_Request]:
-        """The next batch: queued requests in order while they fit in ``max_posts`` (at least one).
+    def _portion(self, size: int, room: int, first: bool) -> int:
+        """How many posts of a queued piece of ``size`` posts go in a call with ``room`` left."""
+        if size <= room:
+            return size
+        if room >= self.min_piece and size - room >= self.min_piece:
+            return room
+        return min(size, self.max_posts) if first else 0
 
-        Called with ``_ready`` held.
+    def _take(self) -> list[_Piece]:
+        """The next call's pieces: this runner's share of the queue, in order (at least one piece).
+
+        Called with ``_ready`` held, by an idle runner.
         """
-        batch: list[_Request] = []
+        share = min(self.max_posts, -(-self._queued_posts // self._idle))
+        batch: list[_Piece] = []
         posts = 0
-        while self._queue:
-            request = self._queue[0]
-            if request.future.done():  # the caller went away (disconnect, timeout)
+        while self._queue and posts < share:
+            piece = self._queue[0]
+            if piece.request.future.done():  # the caller went away (disconnect, timeout) or it failed
                 self._queue.popleft()
+                self._queued_posts -= len(piece)
                 continue
-            if batch and posts + len(request.texts) > self.max_posts:
+            take = self._portion(len(piece), share - posts, first=not batch)
+            if take == 0:
                 break
-            batch.append(self._queue.popleft())
-            posts += len(request.texts)
+            if take == len(piece):
+                self._queue.popleft()
+            else:
+                piece, self._queue[0] = (
+                    _Piece(piece.request, piece.start, piece.start + take),
+                    _Piece(piece.request, piece.start + take, piece.end),
+                )
+            batch.append(piece)
+            posts += take
+            self._queued_posts -= take
         return batch
 
     def _serve(self) -> None:
@@ -123,25 +184,40 @@ class GreedyBatcher:
                     if self._closed:
                         return
                     self._ready.wait()
-            texts = [t for r in batch for t in r.texts]
+                self._idle -= 1
+                if self._queue and self._idle:
+                    self._ready.notify()  # the rest is another idle runner's share
+            texts = [t for piece in batch for t in piece.request.texts[piece.start : piece.end]]
             try:
-                results = self.predict(texts)
+                results: Sequence[Any] | Exception = self.predict(texts)
             except Exception as exc:  # every waiting request gets the failure, none hangs
-                for request in batch:
-                    request.resolve(exc)
-                continue
-            start = 0
-            for request in batch:
-                request.resolve(list(results[start : start + len(request.texts)]))
-                start += len(request.texts)
-            self.stats.calls += 1
-            self.stats.requests += len(batch)
-            self.stats.posts += len(texts)
+                results = exc
+            done: list[_Request] = []
+            with self._ready:
+                self._idle += 1
+                offset = 0
+                for piece in batch:
+                    request = piece.request
+                    if isinstance(results, Exception):
+                        request.settle(results)
+                        continue
+                    request.results[piece.start : piece.end] = results[offset : offset + len(piece)]
+                    offset += len(piece)
+                    request.unscored -= len(piece)
+                    if request.unscored == 0:
+                        done.append(request)
+                self.stats.calls += 1
+                self.stats.requests += len(batch)
+                self.stats.posts += len(texts)
+                if self._queue:
+                    self._ready.notify()
+            for request in done:
+                request.settle(request.results)
             if self.on_batch is not None:
                 self.on_batch(len(batch), len(texts))
 
     def close(self) -> None:
-        """Let the engine thread finish what is queued, then stop."""
+        """Let the runners finish what is queued, then stop."""
         with self._ready:
             self._closed = True
             self._ready.notify_all()

@@ -52,6 +52,14 @@ def serve(
             "on one worker (see serving/service.py).",
         ),
     ] = 1,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            envvar="GIVETAKE_TRACE",
+            help="Trace POST /classify with OpenTelemetry too, for a tracing exporter set up in BentoML's "
+            "configuration. Off by default: building spans took half of the server's CPU per small request.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API (POST /classify, GET /labels, archive scoring task) with BentoML.
 
@@ -71,6 +79,7 @@ def serve(
     chosen = resolve_engine(model_dir, engine, model)  # a missing or unchecked ONNX file fails here, in one line
     reference = str(Path(model).resolve()) if Path(model).is_dir() else model
     env = {**os.environ, "GIVETAKE_MODEL": reference, "GIVETAKE_ENGINE": chosen, "GIVETAKE_WORKERS": str(workers)}
+    env["GIVETAKE_TRACE"] = "1" if trace else "0"
     if schema_file is not None:
         env[SCHEMA_ENV] = str(schema_file.resolve())
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")

@@ -122,8 +122,10 @@ class Predictor:
     or ``onnx-int8``; :attr:`engine` is the one running. ``threads`` defaults to the cores this
     process may use. ``spin``: whether ONNX Runtime's idle threads spin between operators (faster
     when the engine has the cores to itself); default ``$GIVETAKE_ORT_SPIN`` (0 or 1), else yes.
-    ``unchecked`` lets ``givetake export`` load an ONNX file before its parity check has been
-    recorded.
+    ``calls``: how many :meth:`predict` calls the caller makes at once, from as many threads (at
+    most ``threads``). With more than one, each ONNX call runs on its caller's thread alone; torch
+    cannot share out its threads, so :attr:`calls` is 1 there and calls should not overlap.
+    ``unchecked`` lets ``givetake export`` load an ONNX file before its parity check has been recorded.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class Predictor:
         engine: str | None = None,
         unchecked: bool = False,
         spin: bool | None = None,
+        calls: int = 1,
     ) -> None:
         from training.train import available_cores
 
@@ -145,6 +148,8 @@ class Predictor:
         self.max_length, self.head_tokens = _truncation(self.model_dir)
         self.batch_size = batch_size
         self.threads = threads or available_cores()
+        if calls < 1:
+            raise ValueError("calls must be at least 1")
         self.spin = spin if spin is not None else os.environ.get(SPIN_ENV, "1").strip() != "0"
         if any(self.model_dir.glob("*.bin")) or any(self.model_dir.glob("*.pkl")):
             raise ModelLoadError(f"{self.model_dir} holds a pickle file (*.bin/*.pkl); only safetensors are loaded")
@@ -162,6 +167,7 @@ class Predictor:
         self._load_tokenizer(light=self.engine != "torch")
         self.model: Any = None
         self.session: Any = None
+        self.calls = 1 if self.engine == "torch" else min(calls, self.threads)
         if self.engine == "torch":
             self._load_torch()
         else:
@@ -237,8 +243,9 @@ class Predictor:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        # One forward pass at a time (the service holds a lock), each spread over every core.
-        options.intra_op_num_threads = self.threads
+        # One call spreads over every core; concurrent calls (self.calls > 1) run one per caller's
+        # thread, as the pool of intra_op_num_threads - 1 threads would be shared between them.
+        options.intra_op_num_threads = self.threads if self.calls == 1 else 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -18,7 +18,6 @@ import functools
 import logging
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +35,8 @@ from serving.security import SCHEMA_ENV, check_model, explain_validation, secure
 MAX_TEXTS = 256
 MAX_CHARS = 20_000
 WORKERS_ENV = "GIVETAKE_WORKERS"
-# Archive chunks hold the model lock; small chunks let /classify requests in between them.
+TRACE_ENV = "GIVETAKE_TRACE"
+# Archive chunks queue with /classify requests for the same engines; small chunks let those in between.
 ARCHIVE_CHUNK_SIZE = 64
 EXAMPLE_TEXTS = [
     "Our spring pottery course opens for booking on Monday: six evenings, all clay included. Grab a spot!",
@@ -95,6 +95,22 @@ def _workers() -> int:
     if workers < 1:
         raise ValueError(f"{WORKERS_ENV}={raw!r} must be a whole number of at least 1")
     return workers
+
+
+def _tracing() -> dict[str, Any]:
+    """BentoML's tracing settings: ``/classify`` left out unless ``GIVETAKE_TRACE=1``.
+
+    BentoML wraps every request in OpenTelemetry spans, even when it samples none of them (its
+    default sample rate is 0, and it has no exporter until one is configured). With a stub model
+    answering at once, building those unused spans took half of the server's CPU per one-post
+    request: 0.70 ms against 0.36 ms with ``/classify`` left out (bench/RESULTS.md). Set
+    ``GIVETAKE_TRACE=1`` along with BentoML's ``tracing`` settings to trace it.
+    """
+    raw = os.environ.get(TRACE_ENV, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"{TRACE_ENV}={raw!r} must be 0 or 1")
+    # A regular expression searched for in each request's URL.
+    return {} if raw == "1" else {"excluded_urls": r"/classify(\?|$)"}
 
 
 @functools.cache
@@ -157,7 +173,7 @@ logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidatio
 @bentoml.asgi_app(_get_routes, path="/", name="labels")
 # No traffic.max_concurrency: BentoML answers it with a 429 that has no Retry-After, from outside the
 # service's middleware; serving.security.LimitConcurrency gives a 503 "overloaded" with Retry-After.
-@bentoml.service(name="givetake", traffic={"timeout": 120}, workers=_workers())
+@bentoml.service(name="givetake", traffic={"timeout": 120}, workers=_workers(), tracing=_tracing())
 class PostClassifier:
     """Labels social-media posts with what they do: pitch, ask, helpful_share, ..."""
 
@@ -169,23 +185,23 @@ class PostClassifier:
         self.reference = os.environ.get("GIVETAKE_MODEL", "givetake:latest")
         # Refuse pickles, corrupt files and a label set other than GIVETAKE_SCHEMA's before loading.
         check_model(self.reference, os.environ.get(SCHEMA_ENV) or None)
-        # The cores are shared out between the workers; idle engine threads sleep rather than spin
-        # (serving/predictor.py) unless GIVETAKE_ORT_SPIN says otherwise, as the event loop needs a core too.
+        # The cores are shared out between the workers, and a worker's cores between its engine
+        # threads: one single-threaded call per core (serving/batching.py says why). Where a call has
+        # several threads (the torch engine), they sleep rather than spin (serving/predictor.py)
+        # unless GIVETAKE_ORT_SPIN says otherwise, as the event loop needs a core too.
+        cores = max(1, available_cores() // _workers())
         self.predictor = Predictor(
-            self.reference,
-            threads=max(1, available_cores() // _workers()),
-            spin=None if SPIN_ENV in os.environ else False,
+            self.reference, threads=cores, calls=cores, spin=None if SPIN_ENV in os.environ else False
         )
-        # One forward pass at a time: the fast tokenizer is not safe to call from two threads,
-        # and the archive task runs in its own thread beside /classify batches.
-        self._lock = threading.Lock()
         self._archive_slot: Any = None
-        # Concurrent /classify requests share forward passes (serving/batching.py says why not
-        # BentoML's adaptive batching, and why nothing waits for a batch to fill). A call holds up
-        # to 256 posts, one full request: the predictor sorts a call's posts by length before
-        # padding, so bigger calls pad less (measured with BentoML's batching, 32 clients sending
-        # 8 posts each: 118 and 159 posts/s with 256 against 74 and 85 with 32).
-        self._batcher = GreedyBatcher(self.predict, max_posts=MAX_TEXTS, on_batch=_observe_batch)
+        # Concurrent /classify requests and archive chunks share forward passes (serving/batching.py
+        # says why not BentoML's adaptive batching, and why nothing waits for a batch to fill). A
+        # call holds up to 256 posts, one full request: the predictor sorts a call's posts by length
+        # before padding, so bigger calls pad less (measured with BentoML's batching, 32 clients
+        # sending 8 posts each: 118 and 159 posts/s with 256 against 74 and 85 with 32).
+        self._batcher = GreedyBatcher(
+            self.predictor.predict, max_posts=MAX_TEXTS, on_batch=_observe_batch, runners=self.predictor.calls
+        )
         schema = self.predictor.schema
         self.label_info: dict[str, Any] = {
             "model": {
@@ -212,9 +228,8 @@ class PostClassifier:
         }
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Predictions for ``texts`` (thread-safe)."""
-        with self._lock:
-            return self.predictor.predict(texts)
+        """Predictions for ``texts``, queued with /classify requests (blocking; call it from a worker thread)."""
+        return self._batcher.run(texts)  # type: ignore[no-any-return]
 
     @property
     def labels(self) -> list[str]:

@@ -55,23 +55,69 @@ def test_requests_queued_during_a_call_share_the_next_one() -> None:
     assert (batcher.stats.calls, batcher.stats.requests, batcher.stats.posts) == (2, 4, 7)
 
 
-def test_a_call_holds_at_most_max_posts_but_a_bigger_request_still_runs() -> None:
+def test_a_call_holds_at_most_max_posts_and_splits_only_big_requests() -> None:
     predict = SlowEcho()
-    batcher = GreedyBatcher(predict, max_posts=3)
+    batcher = GreedyBatcher(predict, max_posts=3, min_piece=2)
 
     async def scenario() -> list[list[str]]:
         predict.gate.clear()
         first = asyncio.create_task(batcher.submit(["x"]))
         await _wait_for(lambda: batcher._started and not batcher._queue)
-        rest = [asyncio.create_task(batcher.submit(t)) for t in (["a", "b"], ["c"], ["d"], ["e", "f", "g", "h"])]
+        rest = [asyncio.create_task(batcher.submit(t)) for t in (["a", "b"], ["c"], ["d", "e"], ["f", "g", "h", "i"])]
         await asyncio.sleep(0.05)
         predict.gate.set()
         return [await first, *[await r for r in rest]]
 
     results = asyncio.run(scenario())
     batcher.close()
-    assert results == [["X"], ["A", "B"], ["C"], ["D"], ["E", "F", "G", "H"]]
-    assert predict.calls == [["x"], ["a", "b", "c"], ["d"], ["e", "f", "g", "h"]]
+    assert results == [["X"], ["A", "B"], ["C"], ["D", "E"], ["F", "G", "H", "I"]]
+    # The 4-post request is not cut for the one post of room left beside ["d", "e"] (a piece of 1 <
+    # min_piece), but is cut at max_posts when it leads a call, whatever the pieces' size.
+    assert predict.calls == [["x"], ["a", "b", "c"], ["d", "e"], ["f", "g", "h"], ["i"]]
+
+
+def test_runners_score_their_shares_of_a_big_request_side_by_side() -> None:
+    both_in = threading.Barrier(2, timeout=5)  # passes only if two calls run at the same time
+    calls: list[list[str]] = []
+
+    def predict(texts: list[str]) -> list[str]:
+        calls.append(list(texts))
+        both_in.wait()
+        return [t.upper() for t in texts]
+
+    batcher = GreedyBatcher(predict, runners=2, min_piece=16)
+    texts = [f"post {i}" for i in range(40)]
+    assert asyncio.run(batcher.submit(texts)) == [t.upper() for t in texts]  # in order, whole
+    batcher.close()
+    assert sorted(len(c) for c in calls) == [20, 20]
+    assert (batcher.stats.calls, batcher.stats.posts) == (2, 40)
+
+
+def test_a_request_too_small_to_split_goes_to_one_runner_and_run_blocks_for_threads() -> None:
+    predict = SlowEcho()
+    batcher = GreedyBatcher(predict, runners=2, min_piece=16)
+    texts = [f"post {i}" for i in range(20)]  # halves of 10 would be below min_piece
+    out: list[list[str]] = []
+    worker = threading.Thread(target=lambda: out.append(batcher.run(texts)))
+    worker.start()
+    worker.join(5)
+    batcher.close()
+    assert out == [[t.upper() for t in texts]]
+    assert predict.calls == [texts]
+    assert batcher.run([]) == []
+
+
+def test_a_failed_piece_fails_its_request_once_and_the_other_piece_is_ignored() -> None:
+    def predict(texts: list[str]) -> list[str]:
+        if "post 0" in texts:
+            raise RuntimeError("cannot score post 0")
+        return [t.upper() for t in texts]
+
+    batcher = GreedyBatcher(predict, runners=2, min_piece=2)
+    with pytest.raises(RuntimeError, match="cannot score post 0"):
+        asyncio.run(batcher.submit([f"post {i}" for i in range(8)]))
+    assert asyncio.run(batcher.submit(["after"])) == ["AFTER"]
+    batcher.close()
 
 
 def test_a_failed_call_fails_every_request_in_it_and_the_next_call_still_runs() -> None:
@@ -117,9 +163,10 @@ def test_a_request_cancelled_while_queued_is_not_scored() -> None:
     assert predict.calls == [["first"], ["kept"]]
 
 
-def test_max_posts_must_be_positive_and_a_closed_batcher_refuses_work() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        GreedyBatcher(SlowEcho(), max_posts=0)
+def test_settings_must_be_positive_and_a_closed_batcher_refuses_work() -> None:
+    for bad in ({"max_posts": 0}, {"runners": 0}, {"min_piece": 0}):
+        with pytest.raises(ValueError, match="at least 1"):
+            GreedyBatcher(SlowEcho(), **bad)  # type: ignore[arg-type]
     batcher = GreedyBatcher(SlowEcho())
     assert asyncio.run(batcher.submit(["one"])) == ["ONE"]
     batcher.close()

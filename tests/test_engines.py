@@ -56,6 +56,25 @@ def test_batching_barely_moves_scores(trained_run: Path, engine: str) -> None:
     assert np.allclose(batched, alone, atol=1e-5 if engine != "onnx-int8" else 5e-3)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_concurrent_calls_give_what_calls_one_at_a_time_give(trained_run: Path, engine: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor(trained_run, engine=engine, threads=2, calls=2)
+    # ONNX sessions take calls from two threads at once, one thread each; torch takes one at a time.
+    assert predictor.calls == (1 if engine == "torch" else 2)
+    assert predictor.session is None or predictor.session.get_session_options().intra_op_num_threads == (
+        2 if engine == "torch" else 1
+    )
+    chunks = [TEXTS[i:] + TEXTS[:i] for i in range(len(TEXTS))] * 3
+    expected = [predictor.predict(chunk) for chunk in chunks]
+    if predictor.calls > 1:
+        with ThreadPoolExecutor(max_workers=predictor.calls) as pool:
+            assert list(pool.map(predictor.predict, chunks)) == expected
+    with pytest.raises(ValueError, match="calls must be at least 1"):
+        Predictor(trained_run, engine=engine, calls=0)
+
+
 def test_auto_prefers_int8_then_onnx_then_torch(run_copy: Path) -> None:
     assert Predictor(run_copy).engine == "onnx-int8"
     (run_copy / ENGINE_FILES["onnx-int8"]).unlink()

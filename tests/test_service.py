@@ -245,6 +245,24 @@ def test_a_bad_worker_count_is_refused(monkeypatch: pytest.MonkeyPatch, value: s
     assert _workers() == 1
 
 
+def test_classify_is_left_out_of_tracing_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.util.http import parse_excluded_urls
+
+    from serving.service import _tracing
+
+    monkeypatch.delenv("GIVETAKE_TRACE", raising=False)
+    excluded = parse_excluded_urls(_tracing()["excluded_urls"])
+    assert excluded.url_disabled("http://127.0.0.1:3000/classify")
+    assert excluded.url_disabled("http://127.0.0.1:3000/classify?x=1")
+    for kept in ("/labels", "/score_archive/submit", "/classify/more", "/readyz"):
+        assert not excluded.url_disabled(f"http://127.0.0.1:3000{kept}")
+    monkeypatch.setenv("GIVETAKE_TRACE", "1")
+    assert _tracing() == {}
+    monkeypatch.setenv("GIVETAKE_TRACE", "yes please")
+    with pytest.raises(ValueError, match="GIVETAKE_TRACE='yes please' must be 0 or 1"):
+        _tracing()
+
+
 def test_serve_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "training.cli", "serve", "--model", str(tmp_path / "nope")],
