@@ -28,32 +28,49 @@ import collections
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
 class _Request:
-    """One caller's texts, the results filled in as its pieces are scored, and its future."""
+    """One caller's texts, the results filled in as its pieces are scored, and where they go.
 
-    texts: list[str]
-    future: Future[list[Any]] = field(default_factory=Future)
-    results: list[Any] = field(default_factory=list)
-    unscored: int = 0
+    ``future`` is an asyncio future of ``loop`` (a request from :meth:`GreedyBatcher.submit`), or a
+    ``concurrent.futures.Future`` when ``loop`` is None (from :meth:`GreedyBatcher.run`).
+    """
 
-    def __post_init__(self) -> None:
-        self.results = [None] * len(self.texts)
-        self.unscored = len(self.texts)
+    __slots__ = ("texts", "future", "loop", "results", "unscored")
+
+    def __init__(self, texts: list[str], future: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.texts = texts
+        self.future = future
+        self.loop = loop
+        self.results: list[Any] = [None] * len(texts)
+        self.unscored = len(texts)
 
     def settle(self, outcome: list[Any] | Exception) -> None:
         """Hand the results (or the failure) to the caller, unless it has gone away or failed already."""
+        if self.future.done():  # cancelled by its caller, or an earlier piece failed
+            return
+        if self.loop is None:
+            _settle(self.future, outcome)
+            return
         try:
-            if isinstance(outcome, Exception):
-                self.future.set_exception(outcome)
-            else:
-                self.future.set_result(outcome)
-        except InvalidStateError:  # cancelled by its caller, or an earlier piece failed
+            self.loop.call_soon_threadsafe(_settle, self.future, outcome)
+        except RuntimeError:  # the caller's event loop has closed: nobody is waiting
             pass
+
+
+def _settle(future: Any, outcome: list[Any] | Exception) -> None:
+    if future.done():  # cancelled by its caller, or an earlier piece failed
+        return
+    try:
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:  # cancelled meanwhile, from another thread
+        pass
 
 
 @dataclass
@@ -84,7 +101,7 @@ class GreedyBatcher:
     several threads at once when ``runners`` > 1. An idle runner takes its share of the queued
     posts: all of them divided by the runners now idle, at most ``max_posts``. It takes them the
     moment its call ends, without waiting for the event loop, which at that moment is busy sending
-    the replies of the call just made; results reach the loop through ``asyncio.wrap_future``.
+    the replies of the call just made; results reach the loop with ``call_soon_threadsafe``.
 
     A request bigger than the share is split between runners when both parts hold at least
     ``min_piece`` posts (smaller calls cost more per post than the waiting they save), and at
@@ -114,31 +131,38 @@ class GreedyBatcher:
         self._ready = threading.Condition()
         self._closed = False
         self._started = False
+        self._threads: list[threading.Thread] = []
 
     async def submit(self, texts: list[str]) -> list[Any]:
         """The results for ``texts``, in order, scored with whatever else is queued (from an event loop)."""
-        return await asyncio.wrap_future(self._enqueue(texts))
+        if not texts:
+            return []
+        loop = asyncio.get_running_loop()
+        request = _Request(list(texts), loop.create_future(), loop)
+        self._enqueue(request)
+        return await request.future  # type: ignore[no-any-return]
 
     def run(self, texts: list[str]) -> list[Any]:
         """The results for ``texts``, like :meth:`submit` but blocking: for threads other than the runners."""
-        return self._enqueue(texts).result()
+        if not texts:
+            return []
+        request = _Request(list(texts), Future(), None)
+        self._enqueue(request)
+        return request.future.result()  # type: ignore[no-any-return]
 
-    def _enqueue(self, texts: list[str]) -> Future[list[Any]]:
-        request = _Request(list(texts))
-        if not request.texts:
-            request.settle([])
-            return request.future
+    def _enqueue(self, request: _Request) -> None:
         with self._ready:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
             if not self._started:
                 self._started = True
                 for number in range(self.runners):
-                    threading.Thread(target=self._serve, name=f"givetake-engine-{number}", daemon=True).start()
+                    thread = threading.Thread(target=self._serve, name=f"givetake-engine-{number}", daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
             self._queue.append(_Piece(request, 0, len(request.texts)))
             self._queued_posts += len(request.texts)
             self._ready.notify()
-        return request.future
 
     def _portion(self, size: int, room: int, first: bool) -> int:
         """How many posts of a queued piece of ``size`` posts go in a call with ``room`` left."""

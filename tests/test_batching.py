@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -111,11 +112,14 @@ def test_a_failed_piece_fails_its_request_once_and_the_other_piece_is_ignored() 
     def predict(texts: list[str]) -> list[str]:
         if "post 0" in texts:
             raise RuntimeError("cannot score post 0")
+        time.sleep(0.2)  # still running when the caller has had its error and closed its event loop
         return [t.upper() for t in texts]
 
     batcher = GreedyBatcher(predict, runners=2, min_piece=2)
     with pytest.raises(RuntimeError, match="cannot score post 0"):
         asyncio.run(batcher.submit([f"post {i}" for i in range(8)]))
+    time.sleep(0.4)
+    assert all(thread.is_alive() for thread in batcher._threads)  # neither runner died of the late result
     assert asyncio.run(batcher.submit(["after"])) == ["AFTER"]
     batcher.close()
 
