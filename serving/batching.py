@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -55,10 +56,8 @@ class _Request:
         if self.loop is None:
             _settle(self.future, outcome)
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the caller's event loop has closed: nobody is waiting
             self.loop.call_soon_threadsafe(_settle, self.future, outcome)
-        except RuntimeError:  # the caller's event loop has closed: nobody is waiting
-            pass
 
 
 def _settle(future: Any, outcome: list[Any] | Exception) -> None:

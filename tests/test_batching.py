@@ -113,7 +113,7 @@ def test_a_failed_piece_fails_its_request_once_and_the_other_piece_is_ignored() 
         if "post 0" in texts:
             raise RuntimeError("cannot score post 0")
         time.sleep(0.2)  # still running when the caller has had its error and closed its event loop
-        return [t.upper() for t in texts]
+        raise RuntimeError("cannot score this piece either")
 
     batcher = GreedyBatcher(predict, runners=2, min_piece=2)
     with pytest.raises(RuntimeError, match="cannot score post 0"):
