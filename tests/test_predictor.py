@@ -44,6 +44,32 @@ def test_order_and_batching_do_not_change_scores(predictor: Predictor) -> None:
     assert np.allclose(rev[::-1], probs, atol=1e-5)
 
 
+def test_passes_are_cut_where_padding_costs_more_than_a_pass(predictor: Predictor) -> None:
+    from serving.predictor import TOKEN_BUDGET
+
+    def passes(lengths: list[int], batch_size: int = 32) -> list[list[int]]:
+        predictor.batch_size = batch_size
+        try:
+            return predictor._batches([[7] * n for n in lengths])
+        finally:
+            predictor.batch_size = 32
+
+    # Three short posts do not pay for a long one's padding; equal lengths share one pass.
+    assert passes([4, 120, 4, 4]) == [[0, 2, 3], [1]]
+    assert passes([20] * 6) == [[0, 1, 2, 3, 4, 5]]
+    assert passes([20] * 6, batch_size=4) in ([[0, 1], [2, 3, 4, 5]], [[0, 1, 2, 3], [4, 5]])
+    # Close lengths share a pass: a second pass would cost more than their padding.
+    assert passes([10, 11, 12, 13]) == [[0, 1, 2, 3]]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 129, size=200).tolist()
+    cut = passes(lengths)
+    assert sorted(i for p in cut for i in p) == list(range(200))  # every text once
+    for p in cut:
+        width = max(lengths[i] for i in p)
+        assert len(p) <= 32 and (len(p) == 1 or len(p) * width <= TOKEN_BUDGET)
+        assert [lengths[i] for i in p] == sorted(lengths[i] for i in p)
+
+
 def test_sigmoid_scores_are_independent(predictor: Predictor) -> None:
     probs, _ = predictor.predict_proba(TEXTS)
     # a softmax would make every row sum to 1
