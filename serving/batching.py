@@ -12,7 +12,8 @@ and sleep there or spin; two calls side by side, one thread each, need neither. 
 process on real posts, two such calls of 32 did 625 posts/s against 441 for one call of 32 on two
 sleeping threads and 526 on two spinning ones. Through the server, with 32 clients: 411-425 posts/s
 against 329 for one two-thread engine; with 8 clients 365 against 263; one client's p50 5.1 against
-6.1 ms.
+6.1 ms. (Later, cutting forward passes by cost, ``Predictor._batches``, took the server to 492-502.)
+Waiting for fuller batches while another runner was busy was tried too: 307-321 against 386 posts/s.
 
 Why not BentoML's adaptive batching (``@bentoml.api(batchable=True)``), measured the same way: its
 dispatcher holds requests back to grow batches, by an amount learnt from the average wait of past

@@ -78,14 +78,13 @@ class Prediction(BaseModel):
 def _workers() -> int:
     """Server worker processes: ``GIVETAKE_WORKERS`` (set by ``givetake serve --workers``), else 1.
 
-    Each worker is a process with its own event loop, model copy and engine thread, and gets its
-    share of the cores as ONNX Runtime threads; the workers share the listening socket. Measured
-    with bench/http.py (2 cores, int8, one post per request, 32 kept-alive connections): one worker
-    with 2 ONNX Runtime threads served 331 posts/s, steadily. Two workers with one thread each
-    served 412-416 posts/s when the connections split evenly,
-    but in 2 of 3 runs one worker accepted all 32 connections (whichever wakes first takes the
-    whole backlog) and the server did 255-267 posts/s. Memory: 430 vs 770 MB. So one worker by
-    default; more suit many short-lived connections, as behind a load balancer.
+    Each worker is a process with its own event loop, model copy and engine threads, one per core
+    of its share; the workers share the listening socket. Measured with bench/http.py (2 cores,
+    int8, one post per request, 32 kept-alive connections): one worker with two engine threads
+    served 492-502 posts/s, two workers with one each 505 and 527 in two runs, with 730 against 420
+    MB. In an earlier version, 2 of 3 runs had one worker accept all 32 connections (whichever wakes
+    first takes the whole backlog). So one worker by default; more suit many short-lived
+    connections, as behind a load balancer.
     """
     raw = os.environ.get(WORKERS_ENV, "").strip()
     try:
@@ -178,7 +177,7 @@ class PostClassifier:
     """Labels social-media posts with what they do: pitch, ask, helpful_share, ..."""
 
     def __init__(self) -> None:
-        from serving.predictor import SPIN_ENV, Predictor
+        from serving.predictor import Predictor
         from training.promote import promotion_info
         from training.train import available_cores
 
@@ -186,13 +185,11 @@ class PostClassifier:
         # Refuse pickles, corrupt files and a label set other than GIVETAKE_SCHEMA's before loading.
         check_model(self.reference, os.environ.get(SCHEMA_ENV) or None)
         # The cores are shared out between the workers, and a worker's cores between its engine
-        # threads: one single-threaded call per core (serving/batching.py says why). Where a call has
-        # several threads (the torch engine), they sleep rather than spin (serving/predictor.py)
-        # unless GIVETAKE_ORT_SPIN says otherwise, as the event loop needs a core too.
+        # threads: one single-threaded ONNX call per core (serving/batching.py says why), so no
+        # ONNX Runtime thread waits between operators, spinning or not. torch takes one call at a
+        # time on all of the worker's cores.
         cores = max(1, available_cores() // _workers())
-        self.predictor = Predictor(
-            self.reference, threads=cores, calls=cores, spin=None if SPIN_ENV in os.environ else False
-        )
+        self.predictor = Predictor(self.reference, threads=cores, calls=cores)
         self._archive_slot: Any = None
         # Concurrent /classify requests and archive chunks share forward passes (serving/batching.py
         # says why not BentoML's adaptive batching, and why nothing waits for a batch to fill). A

@@ -263,6 +263,19 @@ def test_classify_is_left_out_of_tracing_unless_asked(monkeypatch: pytest.Monkey
         _tracing()
 
 
+def test_serve_refuses_a_bad_trace_setting_before_starting(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "training.cli", "serve", "--model", str(tmp_path / "nope")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GIVETAKE_TRACE": "maybe"},
+    )
+    assert result.returncode == 2
+    assert "GIVETAKE_TRACE" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_serve_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "training.cli", "serve", "--model", str(tmp_path / "nope")],
