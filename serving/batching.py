@@ -27,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class _Request:
@@ -238,7 +241,10 @@ class GreedyBatcher:
             for request in done:
                 request.settle(request.results)
             if self.on_batch is not None:
-                self.on_batch(len(batch), len(texts))
+                try:
+                    self.on_batch(len(batch), len(texts))
+                except Exception:  # a metrics failure must not stop an engine thread
+                    logger.exception("on_batch failed")
 
     def close(self) -> None:
         """Let the runners finish what is queued, then stop."""

@@ -196,6 +196,7 @@ class PostClassifier:
         # call holds up to 256 posts, one full request: the predictor sorts a call's posts by length
         # before padding, so bigger calls pad less (measured with BentoML's batching, 32 clients
         # sending 8 posts each: 118 and 159 posts/s with 256 against 74 and 85 with 32).
+        _batch_metrics()  # registered here, once: the engine threads would race to register them
         self._batcher = GreedyBatcher(
             self.predictor.predict, max_posts=MAX_TEXTS, on_batch=_observe_batch, runners=self.predictor.calls
         )

@@ -169,6 +169,18 @@ def test_a_request_cancelled_while_queued_is_not_scored() -> None:
     assert predict.calls == [["first"], ["kept"]]
 
 
+def test_a_failing_on_batch_callback_does_not_stop_the_runner() -> None:
+    def on_batch(requests: int, posts: int) -> None:
+        raise RuntimeError("metrics are broken")
+
+    batcher = GreedyBatcher(SlowEcho(), on_batch=on_batch)
+    assert asyncio.run(batcher.submit(["one"])) == ["ONE"]
+    # The same runner, still alive (were it dead, nothing would answer: the wait would time out).
+    assert asyncio.run(asyncio.wait_for(batcher.submit(["two"]), 5)) == ["TWO"]
+    assert all(thread.is_alive() for thread in batcher._threads)
+    batcher.close()
+
+
 def test_settings_must_be_positive_and_a_closed_batcher_refuses_work() -> None:
     for bad in ({"max_posts": 0}, {"runners": 0}, {"min_piece": 0}):
         with pytest.raises(ValueError, match="at least 1"):
