@@ -101,8 +101,8 @@ def _tracing() -> dict[str, Any]:
 
     BentoML wraps every request in OpenTelemetry spans, even when it samples none of them (its
     default sample rate is 0, and it has no exporter until one is configured). With a stub model
-    answering at once, building those unused spans took half of the server's CPU per one-post
-    request: 0.70 ms against 0.36 ms with ``/classify`` left out (bench/RESULTS.md). Set
+    answering at once, building those unused spans took over a third of the server's CPU per
+    one-post request: 0.70-0.72 ms against 0.44 ms with ``/classify`` left out (bench/RESULTS.md). Set
     ``GIVETAKE_TRACE=1`` along with BentoML's ``tracing`` settings to trace it.
     """
     raw = os.environ.get(TRACE_ENV, "").strip()
