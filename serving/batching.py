@@ -32,7 +32,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -251,3 +255,41 @@ class GreedyBatcher:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
+
+
+class EngineThreads:
+    """A predictor's engine threads behind one queue: the scorer of the server and of ``givetake score``.
+
+    Make the predictor with ``calls`` set to the threads wanted (``Predictor(..., calls=cores)``):
+    each of its ``calls`` engine threads then runs one single-threaded call at a time, and a big
+    call of :meth:`predict` is split between the idle ones. Measured offline on real posts (2
+    cores, int8, calls of 512 posts): 882 posts/s against 767 for one call on both cores.
+    """
+
+    def __init__(
+        self, predictor: Predictor, max_posts: int = 256, on_batch: Callable[[int, int], None] | None = None
+    ) -> None:
+        self.predictor = predictor
+        self.batcher = GreedyBatcher(predictor.predict, max_posts=max_posts, on_batch=on_batch, runners=predictor.calls)
+
+    @property
+    def labels(self) -> list[str]:
+        """Label names in model output order."""
+        return self.predictor.labels
+
+    @property
+    def model_dir(self) -> Path:
+        """The loaded model's directory."""
+        return self.predictor.model_dir
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Predictions for ``texts``, queued with everything else (blocking; not from an event loop)."""
+        return self.batcher.run(texts)
+
+    async def submit(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Predictions for ``texts``, queued with everything else (from an event loop)."""
+        return await self.batcher.submit(texts)
+
+    def close(self) -> None:
+        """Stop the engine threads once the queue is empty."""
+        self.batcher.close()

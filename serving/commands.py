@@ -144,23 +144,27 @@ def score(
 
     Rows without usable text go to OUTPUT.errors.jsonl with their row number and the reason.
     """
+    from serving.batching import EngineThreads
     from serving.predictor import Predictor
     from serving.score import check_paths, score_file, side_paths
     from serving.security import SCHEMA_ENV, check_model
+    from training.train import available_cores
 
     check_paths(input_file, output)  # before the model loads: a typo should fail in a second
     check_model(model, schema or _env_path(SCHEMA_ENV))
-    predictor = Predictor(model, batch_size=batch_size, engine=engine)
+    # One single-threaded engine thread per core, each chunk split between them (serving/batching.py).
+    predictor = Predictor(model, batch_size=batch_size, engine=engine, calls=available_cores())
+    engines = EngineThreads(predictor, max_posts=chunk_size)
     try:
-        summary = score_file(
-            input_file, output, predictor, text_column=text_column, resume=resume, chunk_size=chunk_size
-        )
+        summary = score_file(input_file, output, engines, text_column=text_column, resume=resume, chunk_size=chunk_size)
     except KeyboardInterrupt:
         done = 0
         with contextlib.suppress(OSError, ValueError, KeyError):
             done = json.loads(side_paths(output)["state"].read_text(encoding="utf-8"))["rows_read"]
         typer.echo(f"interrupted after {done} rows; run the same command with --resume to continue", err=True)
         raise typer.Exit(130) from None
+    finally:
+        engines.close()
     typer.echo(summary.line())
 
 

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from serving.batching import GreedyBatcher
+from serving.batching import EngineThreads
 from serving.security import SCHEMA_ENV, check_model, explain_validation, secure_service
 
 MAX_TEXTS = 256
@@ -197,9 +197,7 @@ class PostClassifier:
         # before padding, so bigger calls pad less (measured with BentoML's batching, 32 clients
         # sending 8 posts each: 118 and 159 posts/s with 256 against 74 and 85 with 32).
         _batch_metrics()  # registered here, once: the engine threads would race to register them
-        self._batcher = GreedyBatcher(
-            self.predictor.predict, max_posts=MAX_TEXTS, on_batch=_observe_batch, runners=self.predictor.calls
-        )
+        self.engine = EngineThreads(self.predictor, max_posts=MAX_TEXTS, on_batch=_observe_batch)
         schema = self.predictor.schema
         self.label_info: dict[str, Any] = {
             "model": {
@@ -225,20 +223,6 @@ class PostClassifier:
             ],
         }
 
-    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Predictions for ``texts``, queued with /classify requests (blocking; call it from a worker thread)."""
-        return self._batcher.run(texts)  # type: ignore[no-any-return]
-
-    @property
-    def labels(self) -> list[str]:
-        """Label names in model output order (for :func:`serving.score.score_file`)."""
-        return self.predictor.labels
-
-    @property
-    def model_dir(self) -> Path:
-        """The loaded model's directory (for :func:`serving.score.score_file`)."""
-        return self.predictor.model_dir
-
     @bentoml.api
     async def classify(
         self,
@@ -254,7 +238,7 @@ class PostClassifier:
     ) -> list[Prediction]:
         """Label posts: for each text, the labels at or above threshold, every label's score, truncation."""
         # Plain dicts: BentoML validates the reply against list[Prediction] on its way out.
-        return await self._batcher.submit(texts)  # type: ignore[no-any-return]
+        return await self.engine.submit(texts)  # type: ignore[return-value]
 
     @bentoml.task
     async def score_archive(
@@ -290,7 +274,7 @@ class PostClassifier:
                     lambda: score_file(
                         file,
                         output,
-                        self,
+                        self.engine,
                         text_column=text_column or None,
                         chunk_size=ARCHIVE_CHUNK_SIZE,
                         inline_errors=True,

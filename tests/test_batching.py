@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,25 @@ def test_settings_must_be_positive_and_a_closed_batcher_refuses_work() -> None:
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(batcher.submit(["two"]))
+
+
+def test_engine_threads_split_a_big_call_and_keep_each_text_s_answer(trained_run: Path) -> None:
+    from serving.batching import EngineThreads
+    from serving.predictor import Predictor
+
+    texts = [
+        f"post {i}: our new shop opens on Monday, come along!" if i % 3 else f"what do you think of {i}?"
+        for i in range(40)
+    ]
+    reference = Predictor(trained_run, engine="onnx").predict(texts)
+    engines = EngineThreads(Predictor(trained_run, engine="onnx", threads=2, calls=2), max_posts=512)
+    try:
+        got = engines.predict(texts)
+        assert engines.batcher.stats.calls == 2  # 20 texts to each engine thread
+        assert [g["labels"] for g in got] == [r["labels"] for r in reference]
+        for g, r in zip(got, reference, strict=True):
+            assert all(abs(g["scores"][k] - r["scores"][k]) < 1e-3 for k in r["scores"])
+        assert engines.labels == Predictor(trained_run, engine="onnx").labels
+        assert engines.model_dir.samefile(trained_run)
+    finally:
+        engines.close()
