@@ -263,26 +263,25 @@ def test_classify_is_left_out_of_tracing_unless_asked(monkeypatch: pytest.Monkey
         _tracing()
 
 
-def test_serve_refuses_a_bad_trace_setting_before_starting(tmp_path: Path) -> None:
-    result = subprocess.run(
+def _serve_missing_model(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``givetake serve`` on a model that does not exist, with ``env`` added to the environment."""
+    return subprocess.run(
         [sys.executable, "-m", "training.cli", "serve", "--model", str(tmp_path / "nope")],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "GIVETAKE_TRACE": "maybe"},
+        env={**os.environ, **env},
     )
+
+
+def test_serve_refuses_a_bad_trace_setting_before_starting(tmp_path: Path) -> None:
+    result = _serve_missing_model(tmp_path, GIVETAKE_TRACE="maybe")
     assert result.returncode == 2
     assert "GIVETAKE_TRACE" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_serve_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "serve", "--model", str(tmp_path / "nope")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _serve_missing_model(tmp_path)
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
