@@ -1,7 +1,7 @@
 """The givetake HTTP API: one BentoML service, ``PostClassifier``.
 
 - ``POST /classify`` ``{"texts": [...]}`` -> one prediction per text, in input order. Concurrent
-  requests share forward passes (``serving.batching.GreedyBatcher``).
+  requests share forward passes on one engine thread per core (``serving.batching.EngineThreads``).
 - ``GET /labels`` -> the label schema the model was trained on, with thresholds and the model tag.
 - ``POST /score_archive/submit`` (a ``@bentoml.task``) -> upload a CSV/JSONL/Parquet/tweets.js file,
   poll ``GET /score_archive/status?task_id=...``, download ``GET /score_archive/get?task_id=...``.
