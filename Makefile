@@ -11,14 +11,22 @@ export TOKENIZERS_PARALLELISM := false
 
 # torch is pinned and installed first: on these machines torch==2.13.0 is a CPU wheel on disk,
 # while an open range lets pip pull the CUDA build and several GB of packages.
+# The editable install is strict (see pyproject.toml): it links each file of the package into one
+# tree, so it is redone, without touching dependencies, whenever a package file is added or removed.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]" --config-settings editable_mode=strict
 	touch $@
 
-install: $(VENV)/.installed
+PACKAGE_FILES := $(shell find src training serving labels -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' -o -name py.typed \) 2>/dev/null | sort | cksum | cut -d' ' -f1)
+$(VENV)/.linked-$(PACKAGE_FILES): $(VENV)/.installed
+	rm -f $(VENV)/.linked-*
+	$(PY) -m pip install -q --no-deps -e . --config-settings editable_mode=strict
+	touch $@
+
+install: $(VENV)/.linked-$(PACKAGE_FILES)
 
 # Train the default model (shipped corpus, default base model) unless the store has one.
 model: install
@@ -35,18 +43,21 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+LINTED := src training serving labels tests bench examples
+# ruff (style, and a ban on the old top-level names), mypy, and the layer contract (import-linter).
 lint: install
-	$(VENV)/bin/ruff check training serving labels tests bench
-	$(VENV)/bin/ruff format --check training serving labels tests bench
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
-	$(VENV)/bin/ruff format training serving labels tests bench
-	$(VENV)/bin/ruff check --fix training serving labels tests bench
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 # Refresh the counts table in labels/README.md from the corpus.
 labels-table: install
-	$(PY) -m labels.stats --write labels/README.md
+	$(PY) -m givetake.labels.stats --write labels/README.md
 
 # Fine-tuned model vs baseline on the real gold dev set -> bench/RESULTS.md (needs ../shared).
 quality: install

@@ -37,7 +37,7 @@ from bench.common import (  # noqa: E402
     met,
     real_posts,
 )
-from serving.predictor import ModelLoadError, Predictor  # noqa: E402
+from givetake.core.predictor import ModelLoadError, Predictor  # noqa: E402
 
 CHUNK = 512  # givetake score's default --chunk-size
 BATCH = 32  # givetake score's default --batch-size
@@ -75,7 +75,7 @@ def main() -> None:
         with src.open("w", encoding="utf-8") as fh:
             for i, text in enumerate(posts):
                 fh.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
-        cmd = [sys.executable, "-m", "training.cli", "score", str(src), "-o", str(out)]
+        cmd = [sys.executable, "-m", "givetake.cli", "score", str(src), "-o", str(out)]
         cmd += ["--model", args.model, "--engine", args.engine, "--chunk-size", str(CHUNK), "--batch-size", str(BATCH)]
         env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
         t0 = time.perf_counter()

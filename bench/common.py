@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from training.train import available_cores  # noqa: E402
+from givetake.core.resources import available_cores  # noqa: E402
 
 RAW = ROOT.parent / "shared" / "data" / "raw"
 RESULTS = ROOT / "bench" / "RESULTS.md"

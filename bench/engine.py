@@ -31,7 +31,7 @@ from bench.common import (  # noqa: E402
     met,
     real_posts,
 )
-from serving.predictor import ENGINES, ModelLoadError, Predictor  # noqa: E402
+from givetake.core.predictor import ENGINES, ModelLoadError, Predictor  # noqa: E402
 
 BATCHES = (1, 8, 32)
 TARGET_INT8_VS_TORCH = 1.8

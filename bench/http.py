@@ -47,7 +47,7 @@ from bench.common import (  # noqa: E402
     percentile,
     real_posts,
 )
-from serving.predictor import ModelLoadError, Predictor  # noqa: E402
+from givetake.core.predictor import ModelLoadError, Predictor  # noqa: E402
 
 HOST = "127.0.0.1"
 CONCURRENCY = (1, 8, 32)
@@ -71,7 +71,7 @@ def server(
     """``givetake serve`` on ``port``, in its own process group, stopped (group and all) on exit."""
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("GIVETAKE_API_KEY", None)  # the benchmark measures the model, not authentication
-    cmd = [sys.executable, "-m", "training.cli", "serve", "--model", model, "--engine", engine]
+    cmd = [sys.executable, "-m", "givetake.cli", "serve", "--model", model, "--engine", engine]
     cmd += ["--host", HOST, "--port", str(port)]
     if workers:
         cmd += ["--workers", str(workers)]

@@ -23,11 +23,12 @@ sys.path.insert(0, str(ROOT))
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
-from training.baseline import run_baseline  # noqa: E402
-from training.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from training.evaluate import evaluate_model  # noqa: E402
-from training.store import read_metrics  # noqa: E402
-from training.train import available_cores, train  # noqa: E402
+from givetake.core.registry import read_metrics  # noqa: E402
+from givetake.core.resources import available_cores  # noqa: E402
+from givetake.training.baseline import run_baseline  # noqa: E402
+from givetake.training.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from givetake.training.evaluate import evaluate_model  # noqa: E402
+from givetake.training.train import train  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 

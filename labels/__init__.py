@@ -1,5 +1,5 @@
 """givetake labels: the schema (``schema.yaml``) and the labelled seed corpus (``seed/``)."""
 
-from labels.schema import SCHEMA_PATH, SEED_DIR, LabelSpec, Schema, SchemaError, load_schema
+from givetake.labels.schema import SCHEMA_PATH, SEED_DIR, LabelSpec, Schema, SchemaError, load_schema
 
 __all__ = ["SCHEMA_PATH", "SEED_DIR", "LabelSpec", "Schema", "SchemaError", "load_schema"]

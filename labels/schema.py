@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from givetake.errors import GivetakeError
+
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
 SEED_DIR = Path(__file__).resolve().parent / "seed"
 SIDES = ("give", "take")
@@ -20,11 +22,11 @@ _SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 _SOURCE = re.compile(r"^00[0-4]$")
 
 
-class SchemaError(ValueError):
+class SchemaError(GivetakeError, ValueError):
     """The schema file is malformed; the message names the file and the field."""
 
 
-class LabelChangedError(ValueError):
+class LabelChangedError(GivetakeError, ValueError):
     """Data uses a label name the schema renamed or removed (see ``Schema.resolve``)."""
 
 

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from labels.schema import SEED_DIR, load_schema
+from givetake.labels.schema import SEED_DIR, load_schema
 
 START, END = "<!-- counts:start -->", "<!-- counts:end -->"
 _WORD = re.compile(r"\w+")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from serving.predictor import Predictor
+    from givetake.core.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 

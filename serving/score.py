@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -28,22 +27,16 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from training.data import DataError, iter_jsonl
+from givetake.core.classifier import OutputColumns, text_problem
+from givetake.core.records import Record, input_format, iter_records
+from givetake.errors import DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-INPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".js": "tweets"}
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 DEFAULT_CHUNK_SIZE = 512
 STATE_VERSION = 1
-# A tweet object that does not parse after this many buffered characters is malformed, not merely
-# split across reads: give up rather than read the rest of the archive into memory.
-_MAX_PENDING_CHARS = 64 * 1024 * 1024
-_READ_BLOCK = 1024 * 1024
-_YTD_PREFIX = re.compile(r"\s*window\.YTD\.[\w.]+\s*=\s*\[")
-
-Record = tuple[int, "dict[str, Any] | None", "str | None"]  # (row number, record, reason it is unusable)
 
 
 class ScoreError(DataError):
@@ -110,17 +103,6 @@ class _State:
 # ---------------------------------------------------------------------------------------------- paths
 
 
-def input_format(path: Path) -> str:
-    """``csv``, ``jsonl``, ``parquet`` or ``tweets`` (an X/Twitter archive ``.js`` file), by suffix."""
-    kind = INPUT_FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise ScoreError(
-            f"{path}: unsupported input type {path.suffix or '(no suffix)'!r}; "
-            "use .csv, .jsonl, .parquet or an X/Twitter archive's tweets.js"
-        )
-    return kind
-
-
 def output_format(output: Path, in_format: str) -> str:
     """The output's format from its suffix; without a suffix, the input's (JSONL for tweets.js)."""
     if not output.suffix:
@@ -153,119 +135,6 @@ def side_paths(output: Path) -> dict[str, Path]:
     }
 
 
-# -------------------------------------------------------------------------------------------- readers
-
-
-def _iter_csv(path: Path) -> Iterator[Record]:
-    # Posts can be long and the csv module refuses fields over 128 KiB by default.
-    csv.field_size_limit(2**31 - 1)
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            return
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise ScoreError(f"{path}: duplicate column names in the header: {', '.join(dupes)}")
-        row = 0
-        for values in reader:
-            if not values:  # blank line, not a row
-                continue
-            row += 1
-            if len(values) != len(header):
-                yield row, None, f"has {len(values)} fields but the header has {len(header)}"
-            else:
-                yield row, dict(zip(header, values, strict=True)), None
-
-
-def _iter_parquet(path: Path, batch_size: int) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
-    row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-        for rec in batch.to_pylist():
-            row += 1
-            yield row, rec, None
-
-
-def _iter_tweets(path: Path) -> Iterator[Record]:
-    """Stream the objects of ``window.YTD.tweets.part0 = [ {...}, ... ]`` without loading the file.
-
-    Each element is ``{"tweet": {...}}``; the inner object is the record (its keys are the columns).
-    """
-    decoder = json.JSONDecoder()
-    with path.open(encoding="utf-8-sig") as fh:
-        buf = fh.read(_READ_BLOCK)
-        match = _YTD_PREFIX.match(buf)
-        if match is None:
-            raise ScoreError(
-                f"{path}: not an X/Twitter archive file; expected it to start with 'window.YTD.tweets.part0 = ['"
-            )
-        pos, index = match.end(), 0
-
-        def refill() -> bool:
-            nonlocal buf, pos
-            more = fh.read(_READ_BLOCK)
-            buf, pos = buf[pos:] + more, 0
-            return bool(more)
-
-        while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(buf):
-                if not refill():
-                    raise ScoreError(f"{path}: ends after tweet {index} without the closing ']'")
-                continue
-            if buf[pos] == "]":
-                return
-            try:
-                obj, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError as exc:
-                if len(buf) - pos > _MAX_PENDING_CHARS or not refill():
-                    raise ScoreError(f"{path}: tweet {index + 1} is not valid JSON ({exc.msg})") from None
-                continue
-            index += 1
-            pos = end
-            if pos > _READ_BLOCK:  # keep the buffer small
-                buf, pos = buf[pos:], 0
-            inner = obj.get("tweet") if isinstance(obj, dict) else None
-            if isinstance(inner, dict):
-                yield index, inner, None
-            elif isinstance(obj, dict):
-                yield index, obj, None
-            else:
-                yield index, None, f"a JSON {type(obj).__name__}, not a tweet object"
-
-
-def iter_records(path: Path, kind: str, batch_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[Record]:
-    """``(row, record, reason)`` for every input row; ``record`` is None when the row is unreadable.
-
-    Row numbers: CSV data rows (1 = first row after the header), JSONL line numbers, and the
-    1-based position in a Parquet file or a tweets.js array.
-    """
-    try:
-        if kind == "csv":
-            yield from _iter_csv(path)
-        elif kind == "jsonl":
-            yield from iter_jsonl(path)
-        elif kind == "parquet":
-            yield from _iter_parquet(path, batch_size)
-        elif kind == "tweets":
-            yield from _iter_tweets(path)
-        else:  # pragma: no cover - guarded by input_format
-            raise ScoreError(f"{path}: unknown input format {kind!r}")
-    except UnicodeDecodeError as exc:
-        raise ScoreError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start} of a read block)") from None
-    except csv.Error as exc:
-        raise ScoreError(f"{path}: malformed CSV ({exc})") from None
-    except OSError as exc:
-        raise ScoreError(f"{path}: cannot read ({exc})") from None
-    except Exception as exc:
-        if type(exc).__module__.startswith("pyarrow"):
-            raise ScoreError(f"{path}: cannot read Parquet ({exc})") from None
-        raise
-
-
 def _parquet_rows(path: Path) -> int | None:
     import pyarrow.parquet as pq
 
@@ -276,24 +145,6 @@ def _parquet_rows(path: Path) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------- values
-
-
-def text_problem(rec: dict[str, Any], column: str) -> str | None:
-    """Why ``rec`` has no usable text in ``column`` (None when it has)."""
-    if column not in rec:
-        return f"no {column!r} field"
-    value = rec[column]
-    if value is None:
-        return f"{column!r} is empty (null)"
-    if not isinstance(value, str):
-        return f"{column!r} is not text but {type(value).__name__} {value!r:.40}"
-    if not value.strip():
-        return f"{column!r} is empty or only whitespace"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # JSON may escape a lone surrogate ("\ud800"); tokenizers reject it
-        return f"{column!r} is not valid Unicode (a lone surrogate at character {exc.start})"
-    return None
 
 
 def _cell(value: Any) -> str:
@@ -323,25 +174,6 @@ def _flat(value: Any) -> Any:
 # -------------------------------------------------------------------------------------------- writers
 
 
-class _Columns:
-    """Names of the added columns, and renaming of input columns that would clash with them."""
-
-    def __init__(self, labels: list[str], inline_errors: bool) -> None:
-        self.labels = labels
-        self.scores = [f"score_{n}" for n in labels]
-        self.added = ["labels", *self.scores] + (["error"] if inline_errors else [])
-        self._added = set(self.added)
-
-    def rename(self, name: str) -> str:
-        # The input value is kept, under another name, rather than overwritten by a prediction.
-        while name in self._added:
-            name = f"input_{name}"
-        return name
-
-    def input_part(self, rec: dict[str, Any]) -> dict[str, Any]:
-        return {self.rename(k): v for k, v in rec.items()}
-
-
 @dataclass
 class _Scored:
     """One output row: the input record and either a prediction or the reason it has none."""
@@ -355,7 +187,7 @@ class _Scored:
 class _TextWriter:
     """CSV or JSONL output appended per chunk; byte offsets let a resume cut it back."""
 
-    def __init__(self, path: Path, kind: str, cols: _Columns, header: list[str] | None, offset: int) -> None:
+    def __init__(self, path: Path, kind: str, cols: OutputColumns, header: list[str] | None, offset: int) -> None:
         self.kind, self.cols, self.header = kind, cols, header
         mode = "r+b" if offset else "wb"
         if offset and not path.exists():
@@ -404,7 +236,7 @@ class _TextWriter:
         self.fh.close()
 
 
-def _added_values(cols: _Columns, r: _Scored, csv_style: bool) -> dict[str, Any]:
+def _added_values(cols: OutputColumns, r: _Scored, csv_style: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if r.prediction is None:
         out["labels"] = "" if csv_style else []
@@ -421,7 +253,7 @@ def _added_values(cols: _Columns, r: _Scored, csv_style: bool) -> dict[str, Any]
 class _ParquetParts:
     """Parquet output as one part file per chunk, merged into the output when the run ends."""
 
-    def __init__(self, parts_dir: Path, cols: _Columns, input_schema: pa.Schema | None, committed: int) -> None:
+    def __init__(self, parts_dir: Path, cols: OutputColumns, input_schema: pa.Schema | None, committed: int) -> None:
         self.dir, self.cols, self.input_schema = parts_dir, cols, input_schema
         self.count = committed
         parts_dir.mkdir(parents=True, exist_ok=True)
@@ -510,7 +342,7 @@ class _ParquetParts:
         pass
 
 
-def _unify(schemas: list[pa.Schema], cols: _Columns) -> pa.Schema:
+def _unify(schemas: list[pa.Schema], cols: OutputColumns) -> pa.Schema:
     """One schema for all parts: input columns in order of appearance, then the added ones."""
     import pyarrow as pa
 
@@ -584,7 +416,7 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _csv_header(path: Path, kind: str, cols: _Columns, chunk_size: int) -> list[str]:
+def _csv_header(path: Path, kind: str, cols: OutputColumns, chunk_size: int) -> list[str]:
     """Input columns for CSV output: the CSV header, the Parquet schema, or every key seen in JSON.
 
     JSON records may differ in their keys, so a JSON input is read once just for its key set
@@ -631,7 +463,7 @@ def score_file(
     in_kind, out_kind = check_paths(src, dst)
     column = text_column or ("full_text" if in_kind == "tweets" else "text")
     paths = side_paths(dst)
-    cols = _Columns(predictor.labels, inline_errors)
+    cols = OutputColumns(predictor.labels, inline_errors)
     stat = src.stat()
     fresh = _State(
         input=str(src.resolve()),

@@ -29,8 +29,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from serving.batching import EngineThreads
-from serving.security import SCHEMA_ENV, check_model, explain_validation, secure_service
+from givetake.core.bundle import SCHEMA_ENV, open_model
+from givetake.core.predictor import Predictor
+from givetake.core.records import input_format
+from givetake.core.registry import promotion_info
+from givetake.core.resources import available_cores
+from givetake.errors import DataError
+from givetake.serving import bentoml_patches
+from givetake.serving.batching import EngineThreads
+from givetake.serving.guards import JsonErrors, LimitBodySize, LimitConcurrency, RequireApiKey, explain_validation
+from givetake.serving.score import score_file
 
 MAX_TEXTS = 256
 MAX_CHARS = 20_000
@@ -177,19 +185,15 @@ class PostClassifier:
     """Labels social-media posts with what they do: pitch, ask, helpful_share, ..."""
 
     def __init__(self) -> None:
-        from serving.predictor import Predictor
-        from training.promote import promotion_info
-        from training.train import available_cores
-
         self.reference = os.environ.get("GIVETAKE_MODEL", "givetake:latest")
         # Refuse pickles, corrupt files and a label set other than GIVETAKE_SCHEMA's before loading.
-        check_model(self.reference, os.environ.get(SCHEMA_ENV) or None)
+        bundle = open_model(self.reference, os.environ.get(SCHEMA_ENV) or None)
         # The cores are shared out between the workers, and a worker's cores between its engine
         # threads: one single-threaded ONNX call per core (serving/batching.py says why), so no
         # ONNX Runtime thread waits between operators, spinning or not. torch takes one call at a
         # time on all of the worker's cores.
         cores = max(1, available_cores() // _workers())
-        self.predictor = Predictor(self.reference, threads=cores, calls=cores)
+        self.predictor = Predictor(bundle, threads=cores, calls=cores)
         self._archive_slot: Any = None
         # Concurrent /classify requests and archive chunks share forward passes (serving/batching.py
         # says why not BentoML's adaptive batching, and why nothing waits for a batch to fill). A
@@ -256,11 +260,9 @@ class PostClassifier:
         """
         import anyio
 
-        from serving.score import ScoreError, input_format, score_file
-
         try:
             kind = input_format(file)
-        except ScoreError as exc:
+        except DataError as exc:
             return _bad_request(context, str(exc).replace(str(file), _upload_name(file)))
         suffix = ".jsonl" if kind == "tweets" else file.suffix
         output = Path(context.temp_dir) / f"scored{suffix}"
@@ -281,7 +283,7 @@ class PostClassifier:
                         progress=False,
                     )
                 )
-            except ScoreError as exc:
+            except DataError as exc:
                 return _bad_request(context, str(exc).replace(str(file), _upload_name(file)))
         # The file's bytes, not the Path: BentoML 1.4 stores a task's result by replaying the
         # response with a minimal ASGI scope, which Starlette's FileResponse rejects (KeyError 'method').
@@ -316,8 +318,11 @@ def _bad_request(context: bentoml.Context, message: str) -> Any:
 
 
 # bentoml.service returns a Service object; its type stubs say it returns the class.
-# Outermost first: JSON errors (readable 400s among them), API key, overload limit, body size limit.
-secure_service(PostClassifier)
+# Outermost first (BentoML keeps the order): JSON errors (readable 400s among them), API key, overload
+# limit, body size limit; and the fixes to BentoML's multipart parsing and request logging.
+bentoml_patches.apply()
+for _guard in (JsonErrors, RequireApiKey, LimitConcurrency, LimitBodySize):
+    PostClassifier.add_asgi_middleware(_guard)  # type: ignore[attr-defined]
 # BentoML works out a response's media type from the output model's JSON schema, rebuilt on every
 # reply unless the type says it; py-spy under 32 clients found that rebuild taking 21% of the server's
 # event-loop thread. The reply is always a JSON list of predictions.

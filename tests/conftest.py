@@ -88,7 +88,7 @@ def trained_run(tiny_base_model: Path, small_data: Path, tmp_path_factory: pytes
     """A run trained for a few steps through the CLI, saved and registered (built once)."""
     from typer.testing import CliRunner
 
-    from training.cli import app
+    from givetake.cli import app
 
     out = tmp_path_factory.mktemp("models")
     result = CliRunner().invoke(

@@ -30,20 +30,21 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from serving import security
-from serving.security import JsonErrors, LimitConcurrency, RequireApiKey
-from training.cli import app as cli_app
-from training.config import ConfigError
+from givetake.cli import app as cli_app
+from givetake.core import bundle
+from givetake.errors import ConfigError
+from givetake.serving import guards, limits
+from givetake.serving.guards import JsonErrors, LimitConcurrency, RequireApiKey
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "k3y-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SETTINGS = (
-    security.API_KEY_ENV,
-    security.MAX_BODY_ENV,
-    security.MAX_UPLOAD_ENV,
-    security.MAX_CONCURRENCY_ENV,
-    security.SCHEMA_ENV,
+    limits.API_KEY_ENV,
+    limits.MAX_BODY_ENV,
+    limits.MAX_UPLOAD_ENV,
+    limits.MAX_CONCURRENCY_ENV,
+    bundle.SCHEMA_ENV,
 )
 POST = {"texts": ["Could you share this? My sister's dog went missing near the canal path last night."]}
 
@@ -82,7 +83,7 @@ def service_app(model: Path | str, **env: str | None) -> Iterator[Any]:
     # Settings not given are unset, even while another module's app holds its own.
     unset: dict[str, str | None] = dict.fromkeys(SETTINGS)
     with patched_env(GIVETAKE_MODEL=str(model), **{**unset, **env}):
-        from serving.service import PostClassifier
+        from givetake.serving.service import PostClassifier
 
         service: Any = PostClassifier  # a bentoml Service; its stubs say it is the class
         # Each app's metrics middleware registers the same Prometheus series in the one process-wide
@@ -141,7 +142,7 @@ def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Itera
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve", "--model", str(model), "--port", str(port), *args],
+            [sys.executable, "-m", "givetake.cli", "serve", "--model", str(model), "--port", str(port), *args],
             cwd=ROOT,
             env=full_env,
             stdout=log,
@@ -230,7 +231,7 @@ def test_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> No
         calls.append((a, b))
         return compare(a, b)
 
-    monkeypatch.setattr(security.hmac, "compare_digest", spy)
+    monkeypatch.setattr(guards.hmac, "compare_digest", spy)
     guard = RequireApiKey(app=None, key=KEY)  # type: ignore[arg-type]
     scope = {"type": "http", "path": "/classify", "headers": [(b"authorization", b"Bearer nope")]}
     assert not guard.allows(scope)

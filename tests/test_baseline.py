@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from training.cli import app
+from givetake.cli import app
 
 
 def test_baseline_command(tmp_path: Path, small_data: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.batching import GreedyBatcher
+from givetake.serving.batching import GreedyBatcher
 
 
 class SlowEcho:
@@ -194,8 +194,8 @@ def test_settings_must_be_positive_and_a_closed_batcher_refuses_work() -> None:
 
 
 def test_engine_threads_split_a_big_call_and_keep_each_text_s_answer(trained_run: Path) -> None:
-    from serving.batching import EngineThreads
-    from serving.predictor import Predictor
+    from givetake.core.predictor import Predictor
+    from givetake.serving.batching import EngineThreads
 
     texts = [
         f"post {i}: our new shop opens on Monday, come along!" if i % 3 else f"what do you think of {i}?"

@@ -11,7 +11,7 @@ import pytest
 
 
 def _givetake(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "givetake.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from training.cli import app
-from training.compare import bootstrap_macro_f1, compare_predictions
-from training.evaluate import compute_metrics
+from givetake.cli import app
+from givetake.training.compare import bootstrap_macro_f1, compare_predictions
+from givetake.training.evaluate import compute_metrics
 
 Y = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 0], [0, 0], [0, 0], [0, 0]])
 A = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 0], [0, 1], [0, 0], [0, 0], [0, 0]])

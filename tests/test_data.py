@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labels.schema import load_schema
-from training.data import DataError, load_file, load_posts, parse_labels, stratified_split
+from givetake.labels.schema import load_schema
+from givetake.training.data import DataError, load_file, load_posts, parse_labels, stratified_split
 
 SCHEMA = load_schema()
 NAMES = SCHEMA.names

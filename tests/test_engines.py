@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from serving.predictor import ENGINE_FILES, ENGINES, ModelLoadError, Predictor, resolve_engine
-from training.cli import app
-from training.store import read_metrics, write_metrics
+from givetake.cli import app
+from givetake.core.bundle import open_model
+from givetake.core.predictor import ENGINE_FILES, ENGINES, ModelLoadError, Predictor
+from givetake.core.registry import read_metrics, write_metrics
 
 TEXTS = [
     "@user so sorry, please DM us your order number and we'll sort it",
@@ -78,9 +79,9 @@ def test_concurrent_calls_give_what_calls_one_at_a_time_give(trained_run: Path, 
 def test_auto_prefers_int8_then_onnx_then_torch(run_copy: Path) -> None:
     assert Predictor(run_copy).engine == "onnx-int8"
     (run_copy / ENGINE_FILES["onnx-int8"]).unlink()
-    assert resolve_engine(run_copy) == "onnx"
+    assert open_model(run_copy).engine() == "onnx"
     (run_copy / ENGINE_FILES["onnx"]).unlink()
-    assert resolve_engine(run_copy, "auto") == "torch"
+    assert open_model(run_copy).engine("auto") == "torch"
 
 
 def test_environment_variable_picks_the_engine(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,12 +105,12 @@ def test_unchecked_or_failed_engines_are_refused(run_copy: Path) -> None:
     write_metrics(run_copy, metrics)
     with pytest.raises(ModelLoadError, match="never checked against torch"):
         Predictor(run_copy, engine="onnx")
-    assert resolve_engine(run_copy) == "torch"  # auto takes no unchecked file
+    assert open_model(run_copy).engine() == "torch"  # auto takes no unchecked file
     records["onnx-int8"].update(usable=False, reason="label agreement 97.00% < 99%")
     write_metrics(run_copy, {**metrics, "engines": records})
     with pytest.raises(ModelLoadError, match="failed the parity check against torch \\(label agreement 97.00%"):
         Predictor(run_copy, engine="onnx-int8")
-    assert resolve_engine(run_copy) == "onnx"
+    assert open_model(run_copy).engine() == "onnx"
 
 
 def test_cli_engine_errors_are_user_errors(run_copy: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.evaluate import compute_metrics, write_report
+from givetake.training.evaluate import compute_metrics, write_report
 
 NAMES = ["a", "b"]
 Y_TRUE = np.array([[1, 0], [1, 1], [0, 0], [0, 1], [0, 0]])

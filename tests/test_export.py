@@ -15,10 +15,11 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from serving.predictor import ENGINE_FILES, ModelLoadError, Predictor, resolve_engine
-from training.cli import app
-from training.export import ExportError, check_parity, validation_posts
-from training.store import read_metrics, write_metrics
+from givetake.cli import app
+from givetake.core.bundle import open_model
+from givetake.core.predictor import ENGINE_FILES, ModelLoadError, Predictor
+from givetake.core.registry import read_metrics, write_metrics
+from givetake.training.export import ExportError, check_parity, validation_posts
 
 
 def test_training_exports_and_checks_both_engines(trained_run: Path) -> None:
@@ -45,7 +46,7 @@ def test_training_exports_and_checks_both_engines(trained_run: Path) -> None:
     # Exported before registering: the store copy serves on ONNX too.
     store_dir = Path(bentoml.models.get("givetake:tiny").path)
     assert all((store_dir / name).is_file() for name in ENGINE_FILES.values())
-    assert resolve_engine(store_dir) == "onnx-int8"
+    assert open_model(store_dir).engine() == "onnx-int8"
 
 
 def test_export_command_on_an_older_run(trained_run: Path, small_data: Path, tmp_path: Path) -> None:
@@ -56,12 +57,12 @@ def test_export_command_on_an_older_run(trained_run: Path, small_data: Path, tmp
     metrics = read_metrics(old)
     del metrics["engines"]
     write_metrics(old, metrics)
-    assert resolve_engine(old) == "torch"
+    assert open_model(old).engine() == "torch"
     result = CliRunner().invoke(app, ["export", str(old), "--data", str(small_data)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "parity against torch on the small.jsonl" in result.output
     assert "onnx-int8" in result.output and "yes" in result.output
-    assert resolve_engine(old) == "onnx-int8"
+    assert open_model(old).engine() == "onnx-int8"
     assert read_metrics(old)["engines"]["onnx"]["posts"] == sum(1 for _ in small_data.open())
 
 
@@ -77,7 +78,7 @@ def test_validation_split_is_recomputed_or_the_missing_data_named(trained_run: P
     with pytest.raises(ExportError, match="not available to recompute its validation split.*pass --data FILE"):
         validation_posts(moved)
     result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "export", str(moved)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "givetake.cli", "export", str(moved)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: the training data of {moved} is not available")

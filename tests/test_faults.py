@@ -19,13 +19,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from labels.schema import load_schema
-from serving.predictor import ModelLoadError
-from serving.security import check_model
+from givetake.cli import app
+from givetake.core.bundle import open_model
+from givetake.core.predictor import ModelLoadError
+from givetake.errors import ModelNotFound
+from givetake.labels.schema import load_schema
 from tests.test_access import service_client
 from tests.test_score import make_rows, read_errors, read_output, write_input
-from training.cli import app
-from training.store import ModelNotFound
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fixed so a failure can be replayed; GIVETAKE_FAULT_SEED picks other kill points.
@@ -50,7 +50,7 @@ def _reached(out: Path, rows: int) -> bool:
 
 
 def _score_cmd(src: Path, out: Path, model: Path, *extra: str) -> list[str]:
-    cmd = [sys.executable, "-m", "training.cli", "score", str(src), "-o", str(out)]
+    cmd = [sys.executable, "-m", "givetake.cli", "score", str(src), "-o", str(out)]
     return [*cmd, "--model", str(model), "--chunk-size", "20", *extra]
 
 
@@ -176,13 +176,13 @@ def damaged(trained_run: Path, tmp_path: Path, request: pytest.FixtureRequest) -
 def test_damaged_model_is_refused_naming_the_path(damaged: tuple[Path, str, str]) -> None:
     model, names, says = damaged
     with pytest.raises((ModelLoadError, ModelNotFound)) as err:
-        check_model(model)
+        open_model(model)
     assert names in str(err.value) and says in str(err.value), str(err.value)
 
 
 def test_missing_model_directory(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound, match=f"model directory {tmp_path / 'gone'} does not exist"):
-        check_model(tmp_path / "gone")
+        open_model(tmp_path / "gone")
 
 
 def _no_exec(*args: Any) -> None:
@@ -212,7 +212,7 @@ def test_serve_stops_at_once_on_truncated_weights(trained_run: Path, tmp_path: P
     shutil.copytree(trained_run, model)
     _truncate(model / "model.safetensors")
     result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "serve", "--model", str(model), "--port", "1"],
+        [sys.executable, "-m", "givetake.cli", "serve", "--model", str(model), "--port", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -247,9 +247,9 @@ def other_schema(tmp_path: Path) -> Path:
 
 def test_model_trained_on_other_labels_is_refused(trained_run: Path, other_schema: Path) -> None:
     ours = load_schema(trained_run / "schema.yaml").names
-    assert check_model(trained_run, trained_run / "schema.yaml") == trained_run  # same labels: fine
+    assert open_model(trained_run, trained_run / "schema.yaml").path == trained_run  # same labels: fine
     with pytest.raises(ModelLoadError) as err:
-        check_model(trained_run, other_schema)
+        open_model(trained_run, other_schema)
     message = str(err.value)
     assert str(trained_run) in message and str(other_schema) in message
     assert str(ours) in message and str(ours[:-1]) in message

@@ -12,9 +12,9 @@ import psutil
 import pytest
 from starlette.testclient import TestClient
 
-from serving.predictor import Predictor
-from serving.score import score_file, side_paths
-from serving.service import MAX_CHARS, MAX_TEXTS
+from givetake.core.predictor import Predictor
+from givetake.serving.score import score_file, side_paths
+from givetake.serving.service import MAX_CHARS, MAX_TEXTS
 from tests.test_access import service_client
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labels.schema import load_schema
-from training.cli import app
-from training.data import load_posts
-from training.importers import ImportFailed, import_csv, import_label_studio
+from givetake.cli import app
+from givetake.labels.schema import load_schema
+from givetake.training.data import load_posts
+from givetake.training.importers import ImportFailed, import_csv, import_label_studio
 
 SCHEMA = load_schema()
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from training.cli import app
-from training.data import LabelledPosts
-from training.label_issues import cross_val_probs, find_issues
+from givetake.cli import app
+from givetake.training.data import LabelledPosts
+from givetake.training.label_issues import cross_val_probs, find_issues
 
 WORDS = {
     "pitch": ["buy", "sale", "discount", "shop", "offer", "tickets", "launch", "store"],

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.predictor import Predictor
+from givetake.core.lexical import LexicalModel, has_lexical
+from givetake.core.predictor import Predictor
+from givetake.core.thresholds import save_thresholds
 from tests.conftest import read_seed_rows
-from training.lexical import LexicalModel, has_lexical
-from training.thresholds import save_thresholds
 
 ROWS = read_seed_rows(20)
 NAMES = ["pitch", "ask", "helpful_share", "conversation_starter", "customer_service_reply"]

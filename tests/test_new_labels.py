@@ -14,13 +14,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from labels.schema import SCHEMA_PATH, SchemaError, load_schema, parse_schema
-from training.cli import app
-from training.data import DataError, label_warnings, load_file, load_posts
-from training.evaluate import compute_metrics
-from training.lexical import LexicalModel
-from training.thresholds import tune_thresholds
-from training.train import _trainer_class, pos_weights
+from givetake.cli import app
+from givetake.core.lexical import LexicalModel
+from givetake.core.thresholds import tune_thresholds
+from givetake.labels.schema import SCHEMA_PATH, SchemaError, load_schema, parse_schema
+from givetake.training.data import DataError, label_warnings, load_file, load_posts
+from givetake.training.evaluate import compute_metrics
+from givetake.training.train import _trainer_class, pos_weights
 
 RAW = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 NEW_LABEL = {

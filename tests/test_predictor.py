@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.predictor import ModelLoadError, Predictor
-from training.store import ModelNotFound
-from training.thresholds import save_thresholds
+from givetake.core.predictor import ModelLoadError, Predictor
+from givetake.core.thresholds import save_thresholds
+from givetake.errors import ModelNotFound
 
 TEXTS = ["@user so sorry, please DM us your order number", "Our summer sale starts now!", "lovely walk today"]
 
@@ -45,7 +45,7 @@ def test_order_and_batching_do_not_change_scores(predictor: Predictor) -> None:
 
 
 def test_passes_are_cut_where_padding_costs_more_than_a_pass(predictor: Predictor) -> None:
-    from serving.predictor import TOKEN_BUDGET
+    from givetake.core.predictor import TOKEN_BUDGET
 
     def passes(lengths: list[int], batch_size: int = 32) -> list[list[int]]:
         predictor.batch_size = batch_size

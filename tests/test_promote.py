@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from training.promote import (
-    PromotionRefused,
+from givetake.core.registry import (
     default_model,
     live_file,
     live_tag,
-    promote,
     promotion_info,
     read_live,
+    register,
+    resolve_model,
 )
-from training.store import register, resolve_model
-from training.thresholds import save_thresholds
+from givetake.core.thresholds import save_thresholds
+from givetake.training.promote import PromotionRefused, promote
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_promotion_needs_data_refuses_a_worse_model_and_force_overrides(worse_mo
 
 
 def test_labels_endpoint_block_and_alias(worse_model: str) -> None:
-    from training.store import ModelNotFound
+    from givetake.errors import ModelNotFound
 
     with pytest.raises(ModelNotFound, match="no model has been promoted yet"):
         resolve_model("givetake:live")
@@ -88,7 +88,7 @@ def test_promote_command_refusal_is_one_line_error(worse_model: str, small_data:
 
     def givetake(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "givetake.cli", *args], capture_output=True, text=True, timeout=300
         )
 
     result = givetake("promote", worse_model, "--data", str(small_data))

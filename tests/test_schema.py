@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labels.schema import SCHEMA_PATH, SchemaError, load_schema, parse_schema
+from givetake.labels.schema import SCHEMA_PATH, SchemaError, load_schema, parse_schema
 
 RAW = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 

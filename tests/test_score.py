@@ -18,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from serving import score as score_mod
-from serving.predictor import Predictor
-from serving.score import ScoreError, iter_records, score_file, side_paths
-from training.cli import app
-from training.data import DataError
+from givetake.cli import app
+from givetake.core import records
+from givetake.core.predictor import Predictor
+from givetake.core.records import iter_records
+from givetake.errors import DataError
+from givetake.serving.score import ScoreError, score_file, side_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = [
@@ -202,26 +203,26 @@ def test_wrong_text_column_and_bad_files(predictor: Predictor, tmp_path: Path) -
     with pytest.raises(ScoreError, match=r"has a 'body' field; fields are: id, text, author; pass --text-column"):
         score_file(jsonl, tmp_path / "o.jsonl", predictor, text_column="body", progress=False)
     assert not (tmp_path / "o.jsonl").exists() and not side_paths(tmp_path / "o.jsonl")["state"].exists()
-    with pytest.raises(ScoreError, match="unsupported input type '.txt'"):
+    with pytest.raises(DataError, match="unsupported input type '.txt'"):
         score_file(src.rename(tmp_path / "p.txt"), tmp_path / "o.csv", predictor, progress=False)
     with pytest.raises(ScoreError, match="cannot write '.xlsx'"):
         score_file(jsonl, tmp_path / "o.xlsx", predictor, progress=False)
     js = tmp_path / "tweets.js"
     js.write_text('var x = [{"tweet": {}}]')
-    with pytest.raises(ScoreError, match="window.YTD.tweets.part0"):
+    with pytest.raises(DataError, match="window.YTD.tweets.part0"):
         score_file(js, tmp_path / "o.jsonl", predictor, progress=False)
 
 
 def test_tweets_js_is_streamed_across_read_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = make_rows(30, bad={})
     src = write_input(tmp_path / "tweets.js", rows)
-    monkeypatch.setattr(score_mod, "_READ_BLOCK", 37)  # every tweet object spans several reads
+    monkeypatch.setattr(records, "_READ_BLOCK", 37)  # every tweet object spans several reads
     got = list(iter_records(src, "tweets"))
     assert [(n, rec["id_str"], rec["full_text"]) for n, rec, _ in got] == [
         (i + 1, str(r["id"]), r["text"]) for i, r in enumerate(rows)
     ]
     src.write_text(src.read_text()[:-40])  # cut off: a clear error, not a hang or a silent stop
-    with pytest.raises(ScoreError, match="not valid JSON|without the closing"):
+    with pytest.raises(DataError, match="not valid JSON|without the closing"):
         list(iter_records(src, "tweets"))
 
 
@@ -314,7 +315,7 @@ def test_killed_process_resumes(trained_run: Path, tmp_path: Path, cli_env: dict
     cmd = [
         sys.executable,
         "-m",
-        "training.cli",
+        "givetake.cli",
         "score",
         str(src),
         "-o",
@@ -346,7 +347,7 @@ def test_killed_process_resumes(trained_run: Path, tmp_path: Path, cli_env: dict
 def test_cli_user_errors_are_one_line(trained_run: Path, tmp_path: Path, cli_env: dict[str, str]) -> None:
     missing = tmp_path / "missing.csv"
     result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "score", str(missing), "-o", str(tmp_path / "o.csv")],
+        [sys.executable, "-m", "givetake.cli", "score", str(missing), "-o", str(tmp_path / "o.csv")],
         cwd=ROOT,
         env=cli_env,
         capture_output=True,

@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from labels.schema import SEED_DIR, load_schema
-from labels.stats import corpus_rows, near_duplicate_pairs
+from givetake.labels.schema import SEED_DIR, load_schema
+from givetake.labels.stats import corpus_rows, near_duplicate_pairs
 from tests.conftest import GOLD_DEV, ROOT, SHARED, needs_shared
 
 PLATFORMS = {"x", "linkedin", "facebook", "instagram", "other"}
@@ -100,7 +100,7 @@ def test_no_rows_copied_from_shared_data() -> None:
 
 
 def test_label_table_in_readme_is_current() -> None:
-    from labels.stats import render_table
+    from givetake.labels.stats import render_table
 
     readme = (ROOT / "labels" / "README.md").read_text(encoding="utf-8")
     assert render_table(corpus_rows(SEED_DIR)) in readme, "run `make labels-table` to refresh labels/README.md"

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from labels.schema import load_schema
-from serving.predictor import Predictor
-from serving.service import EXAMPLE_INPUT, MAX_CHARS, MAX_TEXTS
+from givetake.core.predictor import Predictor
+from givetake.core.thresholds import load_thresholds
+from givetake.labels.schema import load_schema
+from givetake.serving.service import EXAMPLE_INPUT, MAX_CHARS, MAX_TEXTS
 from tests.test_access import running_server
-from training.thresholds import load_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def client(trained_run: Path) -> Iterator[TestClient]:
     os.environ["GIVETAKE_MODEL"] = "givetake:tiny"
     os.environ["GIVETAKE_ENGINE"] = ENGINE
     try:
-        from serving.service import PostClassifier
+        from givetake.serving.service import PostClassifier
 
         with TestClient(PostClassifier.to_asgi()) as test_client:
             yield test_client
@@ -236,7 +236,7 @@ def test_two_workers_answer_concurrent_callers(trained_run: Path, tmp_path: Path
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
 def test_a_bad_worker_count_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    from serving.service import _workers
+    from givetake.serving.service import _workers
 
     monkeypatch.setenv("GIVETAKE_WORKERS", value)
     with pytest.raises(ValueError, match=f"GIVETAKE_WORKERS={value!r} must be a whole number of at least 1"):
@@ -248,7 +248,7 @@ def test_a_bad_worker_count_is_refused(monkeypatch: pytest.MonkeyPatch, value: s
 def test_classify_is_left_out_of_tracing_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry.util.http import parse_excluded_urls
 
-    from serving.service import _tracing
+    from givetake.serving.service import _tracing
 
     monkeypatch.delenv("GIVETAKE_TRACE", raising=False)
     excluded = parse_excluded_urls(_tracing()["excluded_urls"])
@@ -266,7 +266,7 @@ def test_classify_is_left_out_of_tracing_unless_asked(monkeypatch: pytest.Monkey
 def _serve_missing_model(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """``givetake serve`` on a model that does not exist, with ``env`` added to the environment."""
     return subprocess.run(
-        [sys.executable, "-m", "training.cli", "serve", "--model", str(tmp_path / "nope")],
+        [sys.executable, "-m", "givetake.cli", "serve", "--model", str(tmp_path / "nope")],
         cwd=ROOT,
         capture_output=True,
         text=True,

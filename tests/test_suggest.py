@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from labels.schema import load_schema
+from givetake.cli import app
+from givetake.labels.schema import load_schema
+from givetake.training.importers import import_label_studio
+from givetake.training.suggest import rank_pool, uncertainty
 from tests.conftest import read_seed_rows
-from training.cli import app
-from training.importers import import_label_studio
-from training.suggest import rank_pool, uncertainty
 
 TH = {"a": 0.5, "b": 0.2}
 

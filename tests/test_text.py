@@ -1,6 +1,6 @@
 """Normalisation shared by training and serving."""
 
-from training.text import normalize, truncate_ids
+from givetake.core.text import normalize, truncate_ids
 
 
 def test_handles_urls_and_whitespace() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.thresholds import apply_thresholds, best_threshold, load_thresholds, save_thresholds, tune_thresholds
+from givetake.core.thresholds import apply_thresholds, best_threshold, load_thresholds, save_thresholds, tune_thresholds
 
 
 def test_best_threshold_separates_perfectly() -> None:
@@ -41,7 +41,7 @@ def test_tune_apply_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_trained_model_uses_saved_thresholds(trained_run: Path) -> None:
-    from training.store import read_metrics
+    from givetake.core.registry import read_metrics
 
     saved = load_thresholds(trained_run, list(read_metrics(trained_run)["labels"]))
     assert all(0.05 <= v <= 0.95 for v in saved.values())

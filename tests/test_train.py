@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from labels.schema import load_schema
-from training.cli import app
-from training.config import ConfigError, ModelConfig, TrainConfig, build_configs, read_config_file
-from training.train import pos_weights, resolve_base_model
+from givetake.cli import app
+from givetake.errors import ConfigError
+from givetake.labels.schema import load_schema
+from givetake.training.config import ModelConfig, TrainConfig, build_configs, read_config_file
+from givetake.training.train import pos_weights, resolve_base_model
 
 
 def test_run_directory_holds_everything_to_predict(trained_run: Path) -> None:
@@ -184,7 +185,7 @@ def test_init_from_with_a_changed_label_set_rebuilds_the_head(
     import yaml
     from safetensors.numpy import load_file
 
-    from labels.schema import SCHEMA_PATH
+    from givetake.labels.schema import SCHEMA_PATH
 
     raw = yaml.safe_load(SCHEMA_PATH.read_text())
     raw["labels"] = raw["labels"][::-1]  # same names, new order: the old head rows no longer fit

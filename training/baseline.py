@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labels.schema import load_schema
-from training.card import write_card
-from training.config import DataConfig, ModelConfig, TrainConfig, save_configs
-from training.data import load_posts, stratified_split
-from training.evaluate import write_report
-from training.lexical import LexicalModel
-from training.store import new_run_id, write_metrics
-from training.thresholds import save_thresholds, tune_thresholds
+from givetake.core.lexical import LexicalModel
+from givetake.core.registry import new_run_id, write_metrics
+from givetake.core.thresholds import save_thresholds, tune_thresholds
+from givetake.labels.schema import load_schema
+from givetake.training.card import write_card
+from givetake.training.config import DataConfig, ModelConfig, TrainConfig, save_configs
+from givetake.training.data import load_posts, stratified_split
+from givetake.training.evaluate import write_report
 
 
 def run_baseline(

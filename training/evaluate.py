@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from training.thresholds import apply_thresholds
+from givetake.core.thresholds import apply_thresholds
 
 EVAL_FILE = "eval_results.json"
 
@@ -259,10 +259,10 @@ def evaluate_model(
     directory, the metrics are also recorded under ``evaluations`` in its ``metrics.json`` and
     the model card is regenerated; store models are left untouched.
     """
-    from serving.predictor import Predictor
-    from training.card import write_card
-    from training.data import load_posts
-    from training.store import read_metrics, write_metrics
+    from givetake.core.predictor import Predictor
+    from givetake.core.registry import read_metrics, write_metrics
+    from givetake.training.card import write_card
+    from givetake.training.data import load_posts
 
     predictor = Predictor(model)
     posts = load_posts(data, predictor.schema, text_column, labels_column)

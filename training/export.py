@@ -22,17 +22,18 @@ import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 
-from labels.schema import load_schema
-from serving.predictor import ENGINE_FILES, ENGINES_KEY, Predictor
-from training.data import DataError, LabelledPosts, load_posts, stratified_split
-from training.evaluate import compute_metrics
-from training.store import MODEL_NAME, read_metrics, resolve_model, write_metrics
-from training.thresholds import apply_thresholds
+from givetake.core.bundle import ENGINE_FILES, ENGINES_KEY
+from givetake.core.predictor import Predictor
+from givetake.core.registry import MODEL_NAME, read_metrics, resolve_model, write_metrics
+from givetake.core.thresholds import apply_thresholds
+from givetake.errors import DataError, GivetakeError
+from givetake.labels.schema import load_schema
+from givetake.training.data import LabelledPosts, load_posts, stratified_split
+from givetake.training.evaluate import compute_metrics
 
 log = logging.getLogger("givetake.export")
 
@@ -42,7 +43,7 @@ PARITY_BATCH_SIZES = (32, 1)
 OPSET = 18
 
 
-class ExportError(RuntimeError):
+class ExportError(GivetakeError, RuntimeError):
     """A model cannot be exported or checked as asked; the message says what to do."""
 
 
@@ -390,34 +391,3 @@ def parity_table(records: dict[str, Any]) -> str:
             + ("yes" if r["usable"] else "NO: " + r["reason"])
         )
     return "\n".join(lines)
-
-
-def export(
-    model: Annotated[
-        str, typer.Argument(help="A models/<run> directory or a BentoML store tag such as givetake:latest.")
-    ] = "givetake:latest",
-    data: Annotated[
-        list[Path] | None,
-        typer.Option(help="Labelled file(s) for the parity check; default: the run's validation split, recomputed."),
-    ] = None,
-) -> None:
-    """Export a model to ONNX (model.onnx) and int8 ONNX (model.int8.onnx); check both against torch.
-
-    Exits with status 1 when an engine fails the parity check (it is then marked unusable).
-    """
-    model_dir = resolve_model(model)
-    records = export_model(model, data=data)
-    size = {e: records[e]["size_mb"] for e in ENGINE_FILES}
-    typer.echo(
-        f"exported {model_dir / ENGINE_FILES['onnx']} ({size['onnx']:.0f} MB) and {ENGINE_FILES['onnx-int8']} "
-        f"({size['onnx-int8']:.0f} MB) in {records['export_seconds']:.1f} s"
-    )
-    typer.echo(f"parity against torch on the {records['onnx']['data']}, in {records['check_seconds']:.1f} s:")
-    typer.echo(parity_table(records))
-    if Path(model).is_dir():
-        tag = sync_store_copy(model_dir)
-        if tag:
-            typer.echo(f"copied the ONNX files and parity record to {tag} in the BentoML store")
-    if not all(records[e]["usable"] for e in ENGINE_FILES):
-        typer.echo("an engine failed the parity check and is marked unusable; `auto` will not pick it", err=True)
-        raise typer.Exit(1)

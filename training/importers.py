@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labels.schema import LabelChangedError, Schema
+from givetake.errors import GivetakeError
+from givetake.labels.schema import LabelChangedError, Schema
 
 NO_LABEL = "none"  # a choice that says "none of the labels" (when no label has that name)
 
 
-class ImportFailed(ValueError):
+class ImportFailed(GivetakeError, ValueError):
     """An export cannot be imported; the message names the file, the task or row, and the problem."""
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import DataError, LabelledPosts
-from training.lexical import LexicalModel
-from training.thresholds import apply_thresholds, tune_thresholds
+from givetake.core.lexical import LexicalModel
+from givetake.core.thresholds import apply_thresholds, tune_thresholds
+from givetake.training.data import DataError, LabelledPosts
 
 
 @dataclass

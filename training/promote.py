@@ -15,19 +15,16 @@ check. Every promotion is appended to the file's ``history``.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from training.store import MODEL_NAME, ModelNotFound, exact_tag
+from givetake.core.registry import MODEL_NAME, exact_tag, live_file, read_live, write_live
+from givetake.errors import GivetakeError, ModelNotFound
+from givetake.training.compare import compare_models
 
-LIVE_FILE = "givetake-live.json"
-LIVE_ALIAS = f"{MODEL_NAME}:live"
 
-
-class PromotionRefused(ValueError):
+class PromotionRefused(GivetakeError, ValueError):
     """Promotion was refused (lower macro-F1, or nothing to compare on); the message says why.
 
     ``report`` holds the comparison behind a refusal (printed before the one-line error).
@@ -36,44 +33,6 @@ class PromotionRefused(ValueError):
     def __init__(self, message: str, report: str = "") -> None:
         super().__init__(message)
         self.report = report
-
-
-def bentoml_home() -> Path:
-    """The BentoML home directory (``$BENTOML_HOME``, default ``~/bentoml``, as BentoML uses)."""
-    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
-
-
-def live_file() -> Path:
-    """Where the promotion record is kept."""
-    return bentoml_home() / LIVE_FILE
-
-
-def read_live() -> dict[str, Any] | None:
-    """The promotion record (``tag``, ``promoted_at``, ``history``...), or None before any promotion."""
-    try:
-        data = json.loads(live_file().read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("tag"), str) else None
-
-
-def live_tag() -> str | None:
-    """The exact tag of the promoted model, or None."""
-    record = read_live()
-    return record["tag"] if record else None
-
-
-def default_model() -> str:
-    """What a server started without ``--model`` serves: the promoted model, else ``givetake:latest``."""
-    return live_tag() or f"{MODEL_NAME}:latest"
-
-
-def _write_live(record: dict[str, Any]) -> None:
-    path = live_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    tmp.replace(path)  # atomic: a server starting meanwhile reads the old record or the new one
 
 
 def _store_tag(ref: str) -> str:
@@ -114,8 +73,6 @@ def promote(
     if current is None or current == candidate:
         lines.append(f"no model was promoted before and {candidate} is givetake:latest: promoted without comparison")
     elif data:
-        from training.compare import compare_models
-
         cmp = compare_models(current, candidate, list(data), text_column, labels_column, resamples=resamples)
         lines.append(cmp.format())
         record["comparison"] = {
@@ -146,17 +103,6 @@ def promote(
     history = list(previous.get("history", [])) if previous else []
     history.append({k: record[k] for k in ("tag", "promoted_at", "forced")})
     record["history"] = history
-    _write_live(record)
+    write_live(record)
     lines.append(f"promoted {candidate} (recorded in {live_file()}); `givetake serve` serves it from its next start")
     return candidate, lines
-
-
-def promotion_info(tag: str | None) -> dict[str, Any]:
-    """For ``GET /labels``: whether the model ``tag`` is the promoted one, and which one is."""
-    record = read_live()
-    promoted = record["tag"] if record else None
-    return {
-        "promoted": tag is not None and tag == promoted,
-        "promoted_tag": promoted,
-        "promoted_at": record.get("promoted_at") if record else None,
-    }

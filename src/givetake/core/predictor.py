@@ -22,98 +22,24 @@ from typing import Any
 
 import numpy as np
 
-from labels.schema import Schema, load_schema
-from training.lexical import LexicalModel, has_lexical
-from training.store import read_metrics, resolve_model
-from training.text import normalize, truncate_ids
-from training.thresholds import load_thresholds
+from givetake.core.bundle import ENGINE_CHOICES, ENGINE_ENV, ENGINE_FILES, ENGINES, ModelBundle, open_model
+from givetake.core.lexical import LexicalModel, has_lexical
+from givetake.core.resources import available_cores
+from givetake.core.text import normalize, truncate_ids
+from givetake.errors import ModelLoadError
+from givetake.labels.schema import Schema
 
-ENGINES = ("torch", "onnx", "onnx-int8")
-ENGINE_CHOICES = ("auto", *ENGINES)
-# The exported networks, beside the weights; written by ``givetake export`` (training/export.py).
-ENGINE_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-# Where metrics.json records which engines passed the parity check against torch.
-ENGINES_KEY = "engines"
-ENGINE_ENV = "GIVETAKE_ENGINE"
+__all__ = ["ENGINES", "ENGINE_CHOICES", "ENGINE_ENV", "ENGINE_FILES", "ModelLoadError", "Predictor"]
+
 SPIN_ENV = "GIVETAKE_ORT_SPIN"
-# Padded tokens per forward pass (see Predictor._batches); 512 and 256 measured alike, 1024 slower.
+# Padded tokens per forward pass (see Predictor._batches); the measurements behind 512 are in
+# bench/RESULTS.md (engine runs): 512 and 256 measured alike, 1024 slower.
 TOKEN_BUDGET = 512
-# The cost model of Predictor._batches, from timing the int8 MiniLM on one thread for 1-32 rows of
-# 8-128 tokens: a pass costs about 0.6 ms plus 62 us per padded token (10 tokens' worth per pass;
-# 5, 10 and 25 measured alike end to end), and a token's cost grows with the width by width/186.
+# The cost model of Predictor._batches, fitted by timing the int8 MiniLM on one thread for 1-32 rows
+# of 8-128 tokens: a pass costs a fixed overhead worth PASS_COST_TOKENS padded tokens, and a token's
+# cost grows with the width by width/ATTENTION_WIDTH (attention).
 PASS_COST_TOKENS = 10.0
 ATTENTION_WIDTH = 186.0
-
-
-class ModelLoadError(RuntimeError):
-    """A model directory is unusable; the message names the path and the problem."""
-
-
-def _truncation(model_dir: Path) -> tuple[int, int]:
-    """``max_length`` and the tokens kept from the start of a longer post, as the run trained them.
-
-    A run from before ``head_tokens`` existed kept only the start (and the closing token).
-    """
-    try:
-        cfg = json.loads((model_dir / "run_config.json").read_text(encoding="utf-8"))["model"]
-        max_length = int(cfg["max_length"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return 128, 127
-    if "head_tokens" not in cfg:
-        return max_length, max_length - 1
-    head = cfg["head_tokens"]
-    return max_length, int(head) if isinstance(head, int) else max_length // 2
-
-
-def engine_records(model_dir: Path) -> dict[str, Any]:
-    """What ``givetake export`` recorded per engine (``usable``, parity figures); empty if never exported."""
-    records = read_metrics(model_dir).get(ENGINES_KEY)
-    return records if isinstance(records, dict) else {}
-
-
-def resolve_engine(model_dir: Path, requested: str | None = None, reference: str | Path | None = None) -> str:
-    """The engine to run: ``requested``, else ``$GIVETAKE_ENGINE``, else ``auto``.
-
-    ``auto`` is ``onnx-int8`` when its file is there and passed the parity check, else ``onnx``
-    on the same terms, else ``torch``. An ONNX engine asked for by name must have its file and a
-    passed check; otherwise :class:`ModelLoadError` names the file and the command that makes it.
-    """
-    name = (requested or os.environ.get(ENGINE_ENV) or "auto").strip().lower()
-    if name not in ENGINE_CHOICES:
-        raise ModelLoadError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_CHOICES)}")
-    records = engine_records(model_dir)
-    if name == "auto":
-        for engine in ("onnx-int8", "onnx"):
-            if (model_dir / ENGINE_FILES[engine]).is_file() and (records.get(engine) or {}).get("usable") is True:
-                return engine
-        return "torch"
-    if name == "torch":
-        return name
-    path = model_dir / ENGINE_FILES[name]
-    export = f"`givetake export {reference or model_dir}`"
-    if not path.is_file():
-        raise ModelLoadError(
-            f"engine {name!r} needs {path}, which does not exist; create it with {export} (or use --engine torch)"
-        )
-    record = records.get(name) or {}
-    if "usable" not in record:
-        raise ModelLoadError(f"{path} was never checked against torch; run {export} (or use --engine torch)")
-    if record["usable"] is not True:
-        raise ModelLoadError(
-            f"{path} failed the parity check against torch ({record.get('reason', 'see metrics.json')}); "
-            "use --engine torch or onnx"
-        )
-    return name
-
-
-def _config_labels(model_dir: Path) -> list[str]:
-    """The label order of the network's output, from ``config.json`` (``id2label``)."""
-    try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        id2label = {int(k): v for k, v in config["id2label"].items()}
-        return [id2label[i] for i in range(len(id2label))]
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{model_dir / 'config.json'}: cannot read id2label ({exc})") from exc
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -135,7 +61,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: str | Path,
+        model: str | Path | ModelBundle,
         batch_size: int = 32,
         threads: int | None = None,
         engine: str | None = None,
@@ -143,32 +69,24 @@ class Predictor:
         spin: bool | None = None,
         calls: int = 1,
     ) -> None:
-        from training.train import available_cores
-
-        self.model_dir = resolve_model(model)
-        self.reference = str(model)
-        self.schema: Schema = load_schema(self.model_dir / "schema.yaml")
+        self.bundle = open_model(model)
+        self.model_dir = self.bundle.path
+        self.reference = self.bundle.reference
+        self.schema: Schema = self.bundle.schema
         self.labels: list[str] = self.schema.names
-        self.thresholds = load_thresholds(self.model_dir, self.labels)
-        self.max_length, self.head_tokens = _truncation(self.model_dir)
+        self.thresholds = self.bundle.thresholds
+        self.max_length, self.head_tokens = self.bundle.max_length, self.bundle.head_tokens
         self.batch_size = batch_size
         self.threads = threads or available_cores()
         if calls < 1:
             raise ValueError("calls must be at least 1")
         self.spin = spin if spin is not None else os.environ.get(SPIN_ENV, "1").strip() != "0"
-        if any(self.model_dir.glob("*.bin")) or any(self.model_dir.glob("*.pkl")):
-            raise ModelLoadError(f"{self.model_dir} holds a pickle file (*.bin/*.pkl); only safetensors are loaded")
         if unchecked and engine in ENGINE_FILES:
             self.engine = engine
             if not (self.model_dir / ENGINE_FILES[engine]).is_file():
                 raise ModelLoadError(f"{self.model_dir / ENGINE_FILES[engine]} does not exist")
         else:
-            self.engine = resolve_engine(self.model_dir, engine, model)
-        config_labels = _config_labels(self.model_dir)
-        if config_labels != self.labels:
-            raise ModelLoadError(
-                f"{self.model_dir}: config.json labels {config_labels} differ from its schema.yaml {self.labels}"
-            )
+            self.engine = self.bundle.engine(engine)
         self._load_tokenizer(light=self.engine != "torch")
         self.model: Any = None
         self.session: Any = None

@@ -15,13 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import bentoml
+from bentoml.exceptions import BentoMLException
+
+from givetake.errors import ModelNotFound
+
 MODEL_NAME = "givetake"
 METRICS_FILE = "metrics.json"
+LIVE_FILE = "givetake-live.json"
+LIVE_ALIAS = f"{MODEL_NAME}:live"
 REQUIRED_FILES = ("config.json", "model.safetensors", "schema.yaml", "thresholds.json")
-
-
-class ModelNotFound(FileNotFoundError):
-    """A model reference (directory or store tag) does not lead to a usable model."""
 
 
 def new_run_id() -> str:
@@ -57,8 +60,6 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def register(run_dir: str | Path, run_id: str) -> str:
     """Copy a run into the BentoML model store as ``givetake:<run_id>``; return the tag."""
-    import bentoml
-
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     metadata = {"run_id": run_id, **_summary(metrics)}
@@ -75,8 +76,6 @@ def resolve_model(ref: str | Path) -> Path:
     :class:`ModelNotFound` naming the reference and what is missing.
     """
     if str(ref) == f"{MODEL_NAME}:live":
-        from training.promote import live_tag
-
         promoted = live_tag()
         if promoted is None:
             raise ModelNotFound("givetake:live: no model has been promoted yet; run `givetake promote TAG`")
@@ -87,9 +86,6 @@ def resolve_model(ref: str | Path) -> Path:
     elif os.sep in str(ref) or str(ref).startswith("."):
         raise ModelNotFound(f"model directory {path} does not exist")
     else:
-        import bentoml
-        from bentoml.exceptions import BentoMLException
-
         try:
             model_dir = Path(bentoml.models.get(str(ref)).path)
         except BentoMLException as exc:
@@ -105,18 +101,63 @@ def resolve_model(ref: str | Path) -> Path:
 
 def exact_tag(ref: str) -> str:
     """The exact store tag of a reference (``givetake:latest`` -> ``givetake:<run-id>``)."""
-    import bentoml
-    from bentoml.exceptions import BentoMLException
-
     if ref == f"{MODEL_NAME}:live":
         resolve_model(ref)  # raises when nothing is promoted
-        from training.promote import live_tag
-
         return str(live_tag())
     try:
         return str(bentoml.models.get(ref).tag)
     except BentoMLException as exc:
         raise ModelNotFound(f"{ref!r} is not a model in the BentoML store ({exc})") from None
+
+
+def bentoml_home() -> Path:
+    """The BentoML home directory (``$BENTOML_HOME``, default ``~/bentoml``, as BentoML uses)."""
+    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+
+
+def live_file() -> Path:
+    """Where the promotion record is kept."""
+    return bentoml_home() / LIVE_FILE
+
+
+def read_live() -> dict[str, Any] | None:
+    """The promotion record (``tag``, ``promoted_at``, ``history``...), or None before any promotion."""
+    try:
+        data = json.loads(live_file().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("tag"), str) else None
+
+
+def live_tag() -> str | None:
+    """The exact tag of the promoted model, or None."""
+    record = read_live()
+    return record["tag"] if record else None
+
+
+def default_model() -> str:
+    """What a server started without ``--model`` serves: the promoted model, else ``givetake:latest``."""
+    return live_tag() or f"{MODEL_NAME}:latest"
+
+
+def write_live(record: dict[str, Any]) -> None:
+    """Replace the promotion record atomically."""
+    path = live_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(path)  # atomic: a server starting meanwhile reads the old record or the new one
+
+
+def promotion_info(tag: str | None) -> dict[str, Any]:
+    """For ``GET /labels``: whether the model ``tag`` is the promoted one, and which one is."""
+    record = read_live()
+    promoted = record["tag"] if record else None
+    return {
+        "promoted": tag is not None and tag == promoted,
+        "promoted_tag": promoted,
+        "promoted_at": record.get("promoted_at") if record else None,
+    }
 
 
 def list_runs(models_dir: str | Path = "models") -> list[dict[str, Any]]:

@@ -11,8 +11,16 @@ from typing import Annotated
 
 import typer
 
+from givetake.core.bundle import SCHEMA_ENV, open_model
+from givetake.core.predictor import Predictor
+from givetake.core.registry import default_model
+from givetake.core.resources import available_cores
+from givetake.serving.batching import EngineThreads
+from givetake.serving.limits import check_settings
+from givetake.serving.score import check_paths, score_file, side_paths
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE = "serving.service:PostClassifier"
+SERVICE = "givetake.serving.service:PostClassifier"
 MODEL_HELP = "A models/<run> directory or a BentoML store tag such as givetake:latest."
 SCHEMA_HELP = (
     "The label schema in use (a schema.yaml); a model trained on other labels is refused. "
@@ -65,9 +73,6 @@ def serve(
 
     Set GIVETAKE_API_KEY to require 'Authorization: Bearer <key>' (see SECURITY.md).
     """
-    from serving.predictor import resolve_engine
-    from serving.security import SCHEMA_ENV, check_model, check_settings
-    from training.promote import default_model
 
     model = model or default_model()  # the promoted model's exact tag survives later trainings
 
@@ -75,8 +80,9 @@ def serve(
     # that fails at startup is restarted by BentoML over and over instead of stopping the server.
     check_settings()
     schema_file = schema or _env_path(SCHEMA_ENV)
-    model_dir = check_model(model, schema_file)
-    chosen = resolve_engine(model_dir, engine, model)  # a missing or unchecked ONNX file fails here, in one line
+    bundle = open_model(model, schema_file)
+    model_dir = bundle.path
+    chosen = bundle.engine(engine)  # a missing or unchecked ONNX file fails here, in one line
     reference = str(Path(model).resolve()) if Path(model).is_dir() else model
     env = {**os.environ, "GIVETAKE_MODEL": reference, "GIVETAKE_ENGINE": chosen, "GIVETAKE_WORKERS": str(workers)}
     env["GIVETAKE_TRACE"] = "1" if trace else "0"
@@ -144,16 +150,10 @@ def score(
 
     Rows without usable text go to OUTPUT.errors.jsonl with their row number and the reason.
     """
-    from serving.batching import EngineThreads
-    from serving.predictor import Predictor
-    from serving.score import check_paths, score_file, side_paths
-    from serving.security import SCHEMA_ENV, check_model
-    from training.train import available_cores
-
     check_paths(input_file, output)  # before the model loads: a typo should fail in a second
-    check_model(model, schema or _env_path(SCHEMA_ENV))
+    bundle = open_model(model, schema or _env_path(SCHEMA_ENV))  # resolved and checked once
     # One single-threaded engine thread per core, each chunk split between them (serving/batching.py).
-    predictor = Predictor(model, batch_size=batch_size, engine=engine, calls=available_cores())
+    predictor = Predictor(bundle, batch_size=batch_size, engine=engine, calls=available_cores())
     engines = EngineThreads(predictor, max_posts=chunk_size)
     try:
         summary = score_file(input_file, output, engines, text_column=text_column, resume=resume, chunk_size=chunk_size)

@@ -1,59 +1,30 @@
-"""The ``givetake`` command line: train, evaluate, baseline, models, serve, score."""
+"""The model commands: ``givetake train``, ``evaluate``, ``baseline``, ``models`` and ``export``.
+
+The training modules load torch, transformers and datasets (about 2 s), so each command imports
+them inside its body, on purpose: ``givetake --help`` and the serving commands start without them.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from serving.commands import EngineOption, score, serve
-from training import workflow
-from training.config import (
+from givetake.cli.serve import EngineOption
+from givetake.core.bundle import ENGINE_FILES
+from givetake.core.registry import list_runs, read_metrics, resolve_model
+from givetake.training.config import (
     CONFIG_CLASSES,
-    ConfigError,
     DataConfig,
     TrainConfig,
     build_configs,
     read_config_file,
     typer_options,
 )
-from training.export import export as export_command
-
-app = typer.Typer(
-    name="givetake",
-    help="Tell what a social-media post does: pitch, ask, helpful_share, conversation_starter, customer_service_reply.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors a user can act on: printed as one line with exit status 2, no traceback."""
-    from labels.schema import SchemaError
-    from serving.predictor import ModelLoadError
-    from training.data import DataError
-    from training.export import ExportError
-    from training.importers import ImportFailed
-    from training.promote import PromotionRefused
-    from training.store import ModelNotFound
-
-    return (
-        ConfigError,
-        DataError,
-        SchemaError,
-        ModelNotFound,
-        ModelLoadError,
-        FileExistsError,
-        ExportError,
-        ImportFailed,
-        PromotionRefused,
-    )
+from givetake.training.export import export_model, parity_table, sync_store_copy
 
 
 def _resolve_values(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +42,6 @@ def _resolve_values(ctx: typer.Context, config: Path | None, values: dict[str, A
     return merged
 
 
-@app.command()
 @typer_options(*CONFIG_CLASSES)
 def train(
     ctx: typer.Context,
@@ -79,11 +49,10 @@ def train(
     **values: Any,
 ) -> None:
     """Fine-tune a model on labelled posts and save it to models/<run-id>/ (and the BentoML store)."""
-    from training.train import train as run_training
+    from givetake.training.train import train as run_training
 
     model_cfg, data_cfg, train_cfg = build_configs(_resolve_values(ctx, config, values))
     run_dir = run_training(model_cfg, data_cfg, train_cfg)
-    from training.store import read_metrics
 
     metrics = read_metrics(run_dir)
     typer.echo((run_dir / "eval" / "validation" / "report.txt").read_text(encoding="utf-8"))
@@ -96,7 +65,6 @@ def train(
     )
 
 
-@app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="A models/<run> directory or a BentoML tag (givetake:latest).")],
     data: Annotated[list[Path], typer.Option(help="Labelled JSONL/CSV/Parquet file(s) to score.")],
@@ -106,8 +74,8 @@ def evaluate(
     engine: EngineOption = None,
 ) -> None:
     """Score a labelled file with a saved model: metrics, text report and plots."""
-    from serving.predictor import ENGINE_ENV
-    from training.evaluate import evaluate_model
+    from givetake.core.predictor import ENGINE_ENV
+    from givetake.training.evaluate import evaluate_model
 
     if engine:  # the predictor reads its engine from the environment
         os.environ[ENGINE_ENV] = engine
@@ -117,7 +85,6 @@ def evaluate(
     typer.echo(f"wrote {out_dir}/eval_results.json, report.txt, confusion_matrix.png, pr_curve.png")
 
 
-@app.command()
 @typer_options(DataConfig)
 def baseline(
     ctx: typer.Context,
@@ -127,7 +94,7 @@ def baseline(
     **values: Any,
 ) -> None:
     """Train the TF-IDF + logistic-regression yardstick and evaluate it like a model."""
-    from training.baseline import run_baseline
+    from givetake.training.baseline import run_baseline
 
     _, data_cfg, _ = build_configs({k: v for k, v in values.items() if v is not None and v != []})
     run_dir, metrics = run_baseline(
@@ -139,13 +106,11 @@ def baseline(
     typer.echo(f"saved {run_dir}")
 
 
-@app.command()
 def models(
     models_dir: Annotated[Path, typer.Option(help="Directory of training runs.")] = Path("models"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List training runs with their validation (and dev) metrics, newest first."""
-    from training.store import list_runs
 
     rows = list_runs(models_dir)
     if as_json:
@@ -162,26 +127,32 @@ def models(
         )
 
 
-app.command()(serve)
-app.command()(score)
-app.command(name="export")(export_command)
-app.command(name="import")(workflow.import_labels)
-app.command()(workflow.compare)
-app.command()(workflow.promote)
-app.command(name="label-issues")(workflow.label_issues)
-app.command()(workflow.suggest)
+def export(
+    model: Annotated[
+        str, typer.Argument(help="A models/<run> directory or a BentoML store tag such as givetake:latest.")
+    ] = "givetake:latest",
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="Labelled file(s) for the parity check; default: the run's validation split, recomputed."),
+    ] = None,
+) -> None:
+    """Export a model to ONNX (model.onnx) and int8 ONNX (model.int8.onnx); check both against torch.
 
-
-def main() -> None:
-    """Console entry point: user errors become one clear line and exit status 2."""
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        app()
-    except _user_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    Exits with status 1 when an engine fails the parity check (it is then marked unusable).
+    """
+    model_dir = resolve_model(model)
+    records = export_model(model, data=data)
+    size = {e: records[e]["size_mb"] for e in ENGINE_FILES}
+    typer.echo(
+        f"exported {model_dir / ENGINE_FILES['onnx']} ({size['onnx']:.0f} MB) and {ENGINE_FILES['onnx-int8']} "
+        f"({size['onnx-int8']:.0f} MB) in {records['export_seconds']:.1f} s"
+    )
+    typer.echo(f"parity against torch on the {records['onnx']['data']}, in {records['check_seconds']:.1f} s:")
+    typer.echo(parity_table(records))
+    if Path(model).is_dir():
+        tag = sync_store_copy(model_dir)
+        if tag:
+            typer.echo(f"copied the ONNX files and parity record to {tag} in the BentoML store")
+    if not all(records[e]["usable"] for e in ENGINE_FILES):
+        typer.echo("an engine failed the parity check and is marked unusable; `auto` will not pick it", err=True)
+        raise typer.Exit(1)

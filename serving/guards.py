@@ -1,8 +1,7 @@
 """What the givetake server refuses: callers without the API key, oversized bodies, more work than
-it can queue, and model directories it cannot trust.
+it can queue; and every refusal as a readable JSON error.
 
-ASGI middleware, registered on the BentoML service by :func:`add_security_middleware` (outermost
-first):
+ASGI middleware, registered on the BentoML service by ``serving/service.py`` (outermost first):
 
 - :class:`JsonErrors`: every error reply is a JSON object with an ``error`` message (Starlette's
   own 404/405 replies are plain text), and every 503 carries ``Retry-After``;
@@ -13,10 +12,6 @@ first):
 - :class:`LimitBodySize`: a body over ``GIVETAKE_MAX_BODY_MB`` (``GIVETAKE_MAX_UPLOAD_MB`` for
   archive uploads) is refused with 413, from ``Content-Length`` before it is read, or as soon as
   the streamed bytes pass the limit.
-
-:func:`check_model` runs before a model is loaded (``givetake serve``, ``givetake score`` and each
-server worker): it refuses pickle files, unreadable JSON or safetensors files, and a model whose
-labels differ from the schema the caller says is in use (``--schema`` / ``GIVETAKE_SCHEMA``).
 """
 
 from __future__ import annotations
@@ -26,15 +21,19 @@ import hashlib
 import hmac
 import json
 import logging
-import math
-import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
-from training.config import ConfigError
+from givetake.serving.limits import (
+    MAX_BODY_ENV,
+    MAX_UPLOAD_ENV,
+    OPEN_PATHS,
+    RETRY_AFTER_S,
+    UPLOAD_PATHS,
+    api_key_from_env,
+    limits_from_env,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,86 +41,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-API_KEY_ENV = "GIVETAKE_API_KEY"
-MAX_BODY_ENV = "GIVETAKE_MAX_BODY_MB"
-MAX_UPLOAD_ENV = "GIVETAKE_MAX_UPLOAD_MB"
-MAX_CONCURRENCY_ENV = "GIVETAKE_MAX_CONCURRENCY"
-SCHEMA_ENV = "GIVETAKE_SCHEMA"
-
-# Probes and scrapers must work without the key: an orchestrator's health checks and Prometheus
-# carry no secrets. /healthz is BentoML's older name for /livez.
-OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
-# The archive task takes a file; its synchronous twin /score_archive accepts the same upload.
-UPLOAD_PATHS = frozenset({"/score_archive/submit", "/score_archive"})
-# The largest valid /classify body is 256 texts of 20,000 characters: 5 MB as ASCII, 20 MB as
-# 4-byte UTF-8, 29.3 MiB when a client escapes every character as \uXXXX (Python's json default).
-DEFAULT_MAX_BODY_MB = 32.0
-# BentoML keeps an uploaded archive and its scored copy in its task database for 24 hours; bigger
-# archives belong to `givetake score`, which streams.
-DEFAULT_MAX_UPLOAD_MB = 64.0
-# In-flight requests per worker. Batching (serving/batching.py) merges queued requests into shared forward
-# passes, and on CPU throughput stops growing long before 32 requests of a few posts each are
-# queued: more only lengthens the wait. A request beyond that is told to come back (503 +
-# Retry-After) instead of queueing toward the 120 s timeout, and the bodies held in flight stay
-# under 32 x 32 MiB.
-DEFAULT_MAX_CONCURRENCY = 32
-RETRY_AFTER_S = 1
-# Weights and tokenizers must be safetensors/JSON: these suffixes are (or may be) pickles, which
-# run code when loaded.
-PICKLE_SUFFIXES = (".bin", ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib")
-
 logger = logging.getLogger("givetake.security")
-
-
-# ------------------------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The request limits in force (bytes, requests)."""
-
-    body_bytes: int
-    upload_bytes: int
-    max_concurrency: int
-
-
-def _number(name: str, default: float, integer: bool = False) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if integer else ''}number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
-    return value
-
-
-def limits_from_env() -> Limits:
-    """The limits from ``GIVETAKE_MAX_BODY_MB``, ``GIVETAKE_MAX_UPLOAD_MB`` and ``GIVETAKE_MAX_CONCURRENCY``."""
-    return Limits(
-        body_bytes=int(_number(MAX_BODY_ENV, DEFAULT_MAX_BODY_MB) * 2**20),
-        upload_bytes=int(_number(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB) * 2**20),
-        max_concurrency=int(_number(MAX_CONCURRENCY_ENV, DEFAULT_MAX_CONCURRENCY, integer=True)),
-    )
-
-
-def api_key_from_env() -> str | None:
-    """``GIVETAKE_API_KEY``, or None when unset; set but blank is an error, not "no key"."""
-    key = os.environ.get(API_KEY_ENV)
-    if key is None:
-        return None
-    if not key.strip():
-        # An empty expansion (GIVETAKE_API_KEY=$UNSET_VAR) must not silently open the server.
-        raise ConfigError(f"{API_KEY_ENV} is set but empty; set it to a secret, or unset it to run without a key")
-    return key.strip()
-
-
-def check_settings() -> None:
-    """Fail with one line on a bad limit or API key setting (``givetake serve`` runs it before starting)."""
-    limits_from_env()
-    api_key_from_env()
 
 
 # ------------------------------------------------------------------------------------------ responses
@@ -377,140 +297,3 @@ class LimitBodySize:
         if overflow and not started:
             logger.warning("Refused request on %s: body over %d bytes", scope.get("path"), limit)
             await _send_json(send, 413, too_large)
-
-
-class _QuietRefusals(logging.Filter):
-    """One warning line, not an ERROR with a traceback, for requests refused for what the client sent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from bentoml.exceptions import BadInput
-
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, BodyTooLarge):
-            return False  # LimitBodySize logs its own line
-        if isinstance(exc, BadInput):
-            record.msg = "Rejected request on %s [%s]: %s"
-            record.args = (*(record.args or ()), str(exc))  # type: ignore[misc]
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-# BentoML logs every exception an API raises, with a traceback, on this logger.
-logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietRefusals())
-
-
-def _harden_multipart() -> None:
-    """Two fixes to BentoML 1.4's multipart parsing (the archive upload), applied once per process.
-
-    - A ``file`` field sent as text instead of a file part is taken by BentoML as a URL that the
-      server downloads, whole and into memory: with uvloop installed it fetches any public
-      address (private ones are blocked), a request forgery and a way around the upload limit;
-      without uvloop the request ends in a 500. Refused: the file must be uploaded.
-    - A malformed multipart body makes Starlette raise an HTTPException that BentoML turns into a
-      500 "unexpected error"; it becomes a 400 naming the problem.
-    """
-    from _bentoml_impl.serde import MultipartSerde
-    from bentoml.exceptions import BadInput
-    from starlette.datastructures import UploadFile
-    from starlette.exceptions import HTTPException
-
-    if getattr(MultipartSerde, "_givetake_hardened", False):
-        return
-    parse_request = MultipartSerde.parse_request
-
-    async def ensure_file(obj: Any) -> Any:
-        if isinstance(obj, UploadFile):
-            return obj
-        raise BadInput("file: upload the file itself as a multipart file part; this server does not fetch URLs")
-
-    async def checked_parse_request(self: Any, request: Any, cls: Any) -> Any:
-        try:
-            return await parse_request(self, request, cls)
-        except HTTPException as exc:
-            raise BadInput(f"request body: {exc.detail}") from None
-
-    MultipartSerde.ensure_file = staticmethod(ensure_file)  # type: ignore[assignment,method-assign]
-    MultipartSerde.parse_request = checked_parse_request  # type: ignore[method-assign]
-    MultipartSerde._givetake_hardened = True  # type: ignore[attr-defined]
-
-
-def secure_service(service: Any) -> None:
-    """Register the middleware on a BentoML service (outermost first: BentoML keeps the order),
-    and close the holes in BentoML's multipart parsing (see :func:`_harden_multipart`)."""
-    _harden_multipart()
-    service.add_asgi_middleware(JsonErrors)
-    service.add_asgi_middleware(RequireApiKey)
-    service.add_asgi_middleware(LimitConcurrency)
-    service.add_asgi_middleware(LimitBodySize)
-
-
-# ------------------------------------------------------------------------------------------- model
-
-
-def _label_names(path: Path) -> list[str]:
-    from labels.schema import SchemaError, load_schema
-    from serving.predictor import ModelLoadError
-
-    try:
-        return load_schema(path).names
-    except SchemaError as exc:
-        raise ModelLoadError(str(exc)) from None
-
-
-def check_model(model: str | Path, schema: str | Path | None = None) -> Path:
-    """The model's directory, after refusing what cannot be loaded safely or does not fit.
-
-    Refused, each with a message naming the file: a directory that is missing or lacks a
-    required file; any pickle file (``*.bin``, ``*.pkl``, ...); a JSON file or safetensors file
-    that does not parse (a truncated download, a half-copied directory); ``config.json`` labels
-    that differ from the model's ``schema.yaml``; and, when ``schema`` is given, a model whose
-    labels differ from that schema's. Cheap (no weights are read), so it runs before every load.
-    """
-    from safetensors import safe_open
-
-    from serving.predictor import ModelLoadError
-    from training.store import resolve_model
-    from training.thresholds import load_thresholds
-
-    model_dir = resolve_model(model)
-    pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        raise ModelLoadError(
-            f"{model_dir} holds pickle files ({', '.join(pickles)}), which run code when loaded; "
-            "only safetensors weights are loaded: remove them or re-save the model with safetensors"
-        )
-    parsed: dict[str, Any] = {}
-    for path in sorted(model_dir.glob("*.json")):
-        try:
-            parsed[path.name] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ModelLoadError(f"{path}: corrupt JSON ({exc}); copy or train the model again") from None
-    for path in sorted(model_dir.glob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="numpy"):
-                pass  # opening parses the header and checks the file covers every tensor
-        except Exception as exc:  # safetensors raises its own SafetensorError, not an OSError
-            raise ModelLoadError(f"{path}: corrupt safetensors file ({exc}); copy or train the model again") from None
-    labels = _label_names(model_dir / "schema.yaml")
-    config = parsed.get("config.json")
-    id2label = config.get("id2label") if isinstance(config, dict) else None
-    if not isinstance(id2label, dict) or sorted(map(str, id2label)) != sorted(str(i) for i in range(len(labels))):
-        raise ModelLoadError(
-            f"{model_dir / 'config.json'}: id2label does not list the {len(labels)} labels of its schema.yaml"
-        )
-    config_labels = [id2label[str(i)] for i in range(len(labels))]
-    if config_labels != labels:
-        raise ModelLoadError(f"{model_dir}: config.json labels {config_labels} differ from its schema.yaml {labels}")
-    try:
-        load_thresholds(model_dir, labels)
-    except ValueError as exc:
-        raise ModelLoadError(str(exc)) from None
-    if schema is not None:
-        wanted = _label_names(Path(schema))
-        if wanted != labels:
-            raise ModelLoadError(
-                f"{model_dir} was trained on the labels {labels}, but the schema in use ({schema}) has "
-                f"{wanted}: serve a model trained on that schema, or drop --schema/{SCHEMA_ENV}"
-            )
-    return model_dir

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from training.text import normalize
+from givetake.core.text import normalize
 
 JSON_FILE = "lexical.json"
 WEIGHTS_FILE = "lexical.safetensors"
