@@ -23,7 +23,9 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from givetake.core.text import normalize
+from givetake.errors import DataError
 from givetake.labels.schema import Schema
+from givetake.training.data import expand_paths, read_records
 from givetake.training.importers import NO_LABEL
 
 MAX_SIMILARITY = 0.8
@@ -106,11 +108,9 @@ def read_pool(
     Returns the texts, their ids (the ``id`` field, else the row number) and how many rows were
     skipped (no text, a duplicate, or already labelled).
     """
-    from givetake.training.data import DataError, expand_paths, iter_records
-
     seen: set[str] = set()
     for labelled in expand_paths(exclude or []):
-        for _, rec in iter_records(labelled):
+        for _, rec in read_records(labelled):
             if isinstance(rec.get(text_column), str):
                 seen.add(normalize(rec[text_column]).lower())
     texts: list[str] = []
@@ -119,7 +119,7 @@ def read_pool(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    for rowno, rec in iter_records(path):
+    for rowno, rec in read_records(path):
         if text_column not in rec and not texts and not skipped:
             raise DataError(f"{path}: no text column {text_column!r}; columns are {', '.join(map(str, rec))}")
         text = rec.get(text_column)

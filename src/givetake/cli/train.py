@@ -24,7 +24,8 @@ from givetake.training.config import (
     read_config_file,
     typer_options,
 )
-from givetake.training.export import export_model, parity_table, sync_store_copy
+from givetake.training.export import export_model, sync_store_copy
+from givetake.training.parity import parity_table
 
 
 def _resolve_values(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
