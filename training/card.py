@@ -50,7 +50,12 @@ def _section(title: str, m: dict[str, Any]) -> list[str]:
 
 def _eval_results(dataset_type: str, dataset_name: str, split: str | None, m: dict[str, Any]) -> list[EvalResult]:
     """The ``model-index`` entries of one metrics record: macro/micro F1, exact match, F1 per label."""
-    where = {"task_type": TASK, "dataset_type": dataset_type, "dataset_name": dataset_name, "dataset_split": split}
+    where: dict[str, Any] = {
+        "task_type": TASK,
+        "dataset_type": dataset_type,
+        "dataset_name": dataset_name,
+        "dataset_split": split,
+    }
     out = [
         EvalResult(
             **where,
