@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from givetake.core.predictor import Predictor
 from givetake.core.registry import exact_tag
@@ -119,6 +118,9 @@ def bootstrap_difference(
     difference is recomputed on each resample. Returns scipy's ``BootstrapResult``: its
     ``confidence_interval`` and ``bootstrap_distribution`` (one difference per resample).
     """
+    # Imported here: scipy.stats takes most of a second to import, and the CLI imports this module.
+    from scipy import stats
+
     y = np.asarray(y_true).T  # label-major: scipy resamples the last axis
     k = np.ones_like(y) if known is None else np.asarray(known).T
     return stats.bootstrap(

@@ -5,6 +5,10 @@ Files are read by the shared streaming reader, :func:`givetake.core.records.iter
 Labels may come as a list (``["pitch", "ask"]``), as a ``|``- or ``,``-separated string
 (``"pitch|ask"``), or as one 0/1 column per label. Every problem is reported with the file,
 the row (1-based line for JSONL, data row for CSV/Parquet) and what is wrong.
+
+``datasets`` and scikit-learn (each over a second to import) are imported inside
+:meth:`LabelledPosts.to_dataset` and :func:`stratified_split`: the CLI imports this module for
+every command, and most commands never split or train.
 """
 
 from __future__ import annotations

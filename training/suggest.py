@@ -9,6 +9,9 @@ uncertain down, skipping any whose TF-IDF cosine similarity to a post already ta
 The picks are written as CSV and as a Label Studio import file whose tasks carry the
 model's labels as pre-annotations, plus the matching labelling interface
 (``<output>.label_config.xml``); export the finished project and ``givetake import`` it.
+
+scikit-learn (over a second to import) is imported inside :func:`select_diverse`: the CLI imports
+this module for every command.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 It wraps the same :class:`~givetake.core.predictor.Predictor` that the server and ``givetake score``
 use, and :meth:`Classifier.predict_frame` adds the columns ``givetake score`` adds, under the same
 names and rules, so a notebook, a Spark ``mapInPandas`` function and an archive job agree.
+
+pandas is imported inside the methods that take or return frames: it is optional (the ``dev``
+extra), and :meth:`Classifier.predict` works without it.
 """
 
 from __future__ import annotations
