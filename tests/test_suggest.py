@@ -14,7 +14,7 @@ from givetake.cli import app
 from givetake.labels.schema import load_schema
 from givetake.training.importers import import_label_studio
 from givetake.training.suggest import rank_pool, uncertainty
-from tests.conftest import read_seed_rows
+from tests.helpers import read_seed_rows
 
 TH = {"a": 0.5, "b": 0.2}
 

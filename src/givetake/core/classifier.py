@@ -117,7 +117,8 @@ class Classifier:
             out[score] = pd.array(
                 [by_row[i]["scores"][name] if i in by_row else None for i in range(len(df))], dtype="Float64"
             )
-        out["error"] = [problems[i] for i in range(len(df))]
+        # object dtype: None stays None (pandas' default string dtype would turn it into NaN).
+        out["error"] = pd.Series(problems, index=out.index, dtype=object)
         return out
 
 
