@@ -106,7 +106,8 @@ def rank_pool(
 def read_pool(
     path: str | Path, text_column: str = "text", exclude: list[str | Path] | None = None
 ) -> tuple[list[str], list[str], int]:
-    """Texts and ids of a pool file (CSV/JSONL/Parquet); posts in ``exclude`` files are left out.
+    """Texts and ids of a pool file (CSV/JSONL/Parquet, or a tweets.js archive with ``text_column='full_text'``);
+    posts in ``exclude`` files are left out.
 
     Returns the texts, their ids (the ``id`` field, else the row number) and how many rows were
     skipped (no text, a duplicate, or already labelled).
@@ -132,7 +133,8 @@ def read_pool(
         key = normalize(text).lower()
         seen.add(key)
         texts.append(text)
-        ids.append(str(rec.get("id") or rowno))
+        raw_id = rec.get("id")
+        ids.append(str(rowno) if raw_id is None or raw_id == "" else str(raw_id))  # an id of 0 is an id
     if not texts:
         raise DataError(f"{path}: no posts to rank (every row was empty, a duplicate or already labelled)")
     return texts, ids, skipped
