@@ -37,11 +37,13 @@ model: install
 serve: model
 	$(GIVETAKE) serve
 
+# Tiers (markers in pyproject.toml): `make test` runs the unit and asgi tests and ONE real-server
+# smoke test (the default selection); `make test-slow` the other real-server tests and the slow ones.
 test: install
 	$(PY) -m pytest -q
 
 test-slow: install
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m "slow or (server and not smoke)"
 
 LINTED := src training serving labels tests bench examples
 # ruff (style, and a ban on the old top-level names), mypy, and the layer contract (import-linter).

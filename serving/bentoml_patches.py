@@ -3,7 +3,9 @@
 They touch private parts of BentoML (``_bentoml_impl.serde.MultipartSerde`` and the HTTP app's
 logger), so :func:`apply` refuses to run on a BentoML other than the one they were written for:
 a new BentoML must be checked by hand (``tests/test_access.py`` covers what they do) before
-``WRITTEN_FOR`` is moved.
+``WRITTEN_FOR`` is moved. For that reason the private module is imported only after that
+check, inside :func:`_harden_multipart`: on another BentoML it may not exist, and the refusal must
+be the readable one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import logging
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import BadInput
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from givetake.serving.guards import BodyTooLarge
 
@@ -22,8 +27,6 @@ class _QuietRefusals(logging.Filter):
     """One warning line, not an ERROR with a traceback, for requests refused for what the client sent."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from bentoml.exceptions import BadInput
-
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, BodyTooLarge):
             return False  # LimitBodySize logs its own line
@@ -45,10 +48,7 @@ def _harden_multipart() -> None:
     - A malformed multipart body makes Starlette raise an HTTPException that BentoML turns into a
       500 "unexpected error"; it becomes a 400 naming the problem.
     """
-    from _bentoml_impl.serde import MultipartSerde
-    from bentoml.exceptions import BadInput
-    from starlette.datastructures import UploadFile
-    from starlette.exceptions import HTTPException
+    from _bentoml_impl.serde import MultipartSerde  # private: only after apply()'s version check
 
     if getattr(MultipartSerde, "_givetake_hardened", False):
         return

@@ -21,9 +21,14 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from givetake.serving.limits import (
     MAX_BODY_ENV,
@@ -35,37 +40,15 @@ from givetake.serving.limits import (
     limits_from_env,
 )
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 logger = logging.getLogger("givetake.security")
 
 
 # ------------------------------------------------------------------------------------------ responses
 
 
-async def _send_json(
-    send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = json.dumps(payload).encode()
-    all_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *(headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope | Message, name: bytes) -> bytes | None:
-    """The first header ``name`` (lower-case) of a request scope or a response start message."""
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value)
-    return None
+def _json(status: int, payload: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A JSON error reply (Starlette sets ``content-type`` and ``content-length``)."""
+    return JSONResponse(payload, status_code=status, headers=headers)
 
 
 def explain_validation(detail: list[dict[str, Any]]) -> str:
@@ -115,12 +98,12 @@ class JsonErrors:
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
-                await self._replace(scope, send, held, b"".join(chunks))
+                await self._replace(scope, receive, send, held, b"".join(chunks))
 
         await self.app(scope, receive, rewrite)
 
     @staticmethod
-    async def _replace(scope: Scope, send: Send, start: Message, original: bytes) -> None:
+    async def _replace(scope: Scope, receive: Receive, send: Send, start: Message, original: bytes) -> None:
         status = int(start["status"])
         try:
             payload = json.loads(original) if original else None
@@ -134,19 +117,21 @@ class JsonErrors:
                 "detail": [{k: v for k, v in d.items() if k != "url"} for d in details],
             }
             original = json.dumps(payload).encode()
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            start = {**start, "headers": [*headers, (b"content-length", str(len(original)).encode())]}
+            start = {**start, "headers": list(start.get("headers", []))}
+            MutableHeaders(scope=start)["content-length"] = str(len(original))
         if status != 503 and isinstance(payload, dict) and isinstance(payload.get("error"), str):
             await send(start)  # already what a client expects
             await send({"type": "http.response.body", "body": original})
             return
-        dropped = (b"content-length", b"content-type", b"retry-after")
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
+        headers = MutableHeaders(raw=list(start.get("headers", [])))
+        for dropped in ("content-length", "content-type", "retry-after"):
+            del headers[dropped]
         if status == 503:
-            headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
+            headers["retry-after"] = str(RETRY_AFTER_S)
         if scope.get("method") == "HEAD":
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
+            empty = Response(status_code=status, headers=headers)
+            del empty.headers["content-length"]  # a HEAD reply says nothing about a body it does not have
+            await empty(scope, receive, send)
             return
         what = f"{scope.get('method', '')} {scope.get('path', '')}".strip()
         if status == 503:
@@ -158,7 +143,7 @@ class JsonErrors:
             text = original.decode("utf-8", "replace").strip()
             phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
             payload = {"error": f"{what}: {phrase.lower()}" + (f" ({text:.200})" if text and text != phrase else "")}
-        await _send_json(send, status, payload, headers)
+        await _json(status, payload, headers)(scope, receive, send)
 
 
 class RequireApiKey:
@@ -178,25 +163,25 @@ class RequireApiKey:
         """Whether the request may pass: no key configured, an open path, or the right bearer token."""
         if self._digest is None or scope.get("path") in OPEN_PATHS:
             return True
-        value = _header(scope, b"authorization") or b""
-        scheme, _, token = value.strip().partition(b" ")
-        if scheme.lower() != b"bearer":
-            token = b""
-        return hmac.compare_digest(hashlib.sha256(token.strip()).digest(), self._digest)
+        value = Headers(scope=scope).get("authorization", "")
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            token = ""
+        return hmac.compare_digest(hashlib.sha256(token.strip().encode("latin-1")).digest(), self._digest)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self.allows(scope):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            await WebSocketClose(code=1008)(scope, receive, send)
             return
-        sent = _header(scope, b"authorization") is not None
+        sent = "authorization" in Headers(scope=scope)
         error = (
             "invalid API key" if sent else "this server needs an API key: send the header 'Authorization: Bearer <key>'"
         )
-        challenge = b'Bearer realm="givetake", error="invalid_token"' if sent else b'Bearer realm="givetake"'
-        await _send_json(send, 401, {"error": error}, [(b"www-authenticate", challenge)])
+        challenge = 'Bearer realm="givetake", error="invalid_token"' if sent else 'Bearer realm="givetake"'
+        await _json(401, {"error": error}, {"www-authenticate": challenge})(scope, receive, send)
 
 
 class LimitConcurrency:
@@ -217,12 +202,11 @@ class LimitConcurrency:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_concurrency:
-            await _send_json(
-                send,
+            await _json(
                 503,
                 {"error": f"overloaded: {self.in_flight} requests in progress; retry after {RETRY_AFTER_S} s"},
-                [(b"retry-after", str(RETRY_AFTER_S).encode())],
-            )
+                {"retry-after": str(RETRY_AFTER_S)},
+            )(scope, receive, send)
             return
         # One event loop per worker and no await between the check and the increment: no race.
         self.in_flight += 1
@@ -260,15 +244,15 @@ class LimitBodySize:
             "error": f"request body is larger than the {limit / 2**20:.3g} MiB allowed on {path} "
             f"(the server's {env}); send fewer or shorter posts"
         }
-        declared = _header(scope, b"content-length")
+        declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             try:
                 size = int(declared)
             except ValueError:
-                await _send_json(send, 400, {"error": f"Content-Length {declared.decode('latin-1')!r} is not a number"})
+                await _json(400, {"error": f"Content-Length {declared!r} is not a number"})(scope, receive, send)
                 return
             if size > limit:
-                await _send_json(send, 413, too_large)
+                await _json(413, too_large)(scope, receive, send)
                 return
         received = 0
         overflow = False
@@ -296,4 +280,4 @@ class LimitBodySize:
             await self.app(scope, counted_receive, guarded_send)
         if overflow and not started:
             logger.warning("Refused request on %s: body over %d bytes", scope.get("path"), limit)
-            await _send_json(send, 413, too_large)
+            await _json(413, too_large)(scope, receive, send)

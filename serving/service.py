@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import bentoml
 from bentoml.exceptions import BentoMLException
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
@@ -123,6 +124,8 @@ def _tracing() -> dict[str, Any]:
 @functools.cache
 def _batch_metrics() -> tuple[Any, Any]:
     """Prometheus histograms of requests and posts per forward call (one set per process)."""
+    # Imported on first use: prometheus_client picks its multiprocess mode when first imported,
+    # which must come after BentoML has set up the worker's metrics directory.
     from prometheus_client import Histogram
 
     sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -258,8 +261,6 @@ class PostClassifier:
         Every uploaded row is kept, in order; rows without usable text have empty predictions and
         the reason in ``error``. Submit with POST /score_archive/submit, poll /score_archive/status.
         """
-        import anyio
-
         try:
             kind = input_format(file)
         except DataError as exc:

@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny random BERT, small data from the shipped corpus, a temp BentoML home."""
+"""Shared fixtures: a tiny random BERT, small data from the shipped corpus, a temp BentoML home.
+
+Also the test tiers: ``unit`` (the default, given to every test without a tier), ``asgi`` (the
+service in-process), ``server`` (a real ``givetake serve``) and ``slow``; ``smoke`` marks the one
+real-server test that ``make test`` runs. Shared helpers live in ``tests/helpers.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,44 +15,31 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-GOLD_DEV = SHARED / "data" / "gold" / "dev.jsonl"
-SEED_DIR = ROOT / "labels" / "seed"
-
+# Session-wide defaults, set before BentoML and the tokenizers library are first imported.
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from tests.helpers import read_seed_rows  # noqa: E402 - after the defaults: it imports BentoML
 
-def needs_shared(path: Path) -> pytest.MarkDecorator:
-    """Skip a test when ../shared (present in CI, absent in a user's clone) lacks ``path``."""
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} not found: ../shared is not beside this clone")
+# Test tiers (markers registered in pyproject.toml): a test with none of these is a unit test.
+TIERS = ("unit", "asgi", "server")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test without a tier ``unit``, so ``-m unit`` selects them."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test session gets its own empty BentoML store."""
     home = tmp_path_factory.mktemp("bentoml_home")
-    old = os.environ.get("BENTOML_HOME")
-    os.environ["BENTOML_HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("BENTOML_HOME", None)
-    else:
-        os.environ["BENTOML_HOME"] = old
-
-
-def read_seed_rows(per_file: int = 30) -> list[dict]:
-    """The first ``per_file`` rows of each seed shard (project-written text)."""
-    rows: list[dict] = []
-    for path in sorted(SEED_DIR.glob("*.jsonl")):
-        with path.open(encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
-                if i >= per_file:
-                    break
-                rows.append(json.loads(line))
-    return rows
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="session")

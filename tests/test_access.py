@@ -1,22 +1,16 @@
 """Access and abuse limits of the HTTP API: API key, body size, overload, CORS, JSON errors.
 
-Also home of the helpers the other reliability tests share: :func:`service_client` (the BentoML
-app in-process, with environment settings) and :func:`running_server` (``givetake serve``).
+Tier ``asgi``: the service runs in-process (:func:`tests.helpers.service_client`); the one test on
+a real ``givetake serve`` is marked ``server``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import http.server
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,138 +25,16 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from givetake.cli import app as cli_app
-from givetake.core import bundle
 from givetake.errors import ConfigError
-from givetake.serving import guards, limits
+from givetake.serving import guards
 from givetake.serving.guards import JsonErrors, LimitConcurrency, RequireApiKey
+from tests.helpers import running_server, service_client
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.asgi
+
 KEY = "k3y-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-SETTINGS = (
-    limits.API_KEY_ENV,
-    limits.MAX_BODY_ENV,
-    limits.MAX_UPLOAD_ENV,
-    limits.MAX_CONCURRENCY_ENV,
-    bundle.SCHEMA_ENV,
-)
 POST = {"texts": ["Could you share this? My sister's dog went missing near the canal path last night."]}
-
-
-@contextlib.contextmanager
-def patched_env(**env: str | None) -> Iterator[None]:
-    """Set (or with None, remove) environment variables for the duration of the block."""
-    old = {name: os.environ.get(name) for name in env}
-    try:
-        for name, value in env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in old.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextlib.contextmanager
-def service_app(model: Path | str, **env: str | None) -> Iterator[Any]:
-    """The givetake BentoML ASGI app, not started yet, serving ``model`` with extra environment settings.
-
-    The service and its middleware read their settings when the app starts, so ``env`` holds
-    until the block ends.
-    """
-    from _bentoml_impl.tasks import Sqlite3Store
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    # `bentoml serve` creates the task result table at startup; an in-process app must do it itself.
-    Sqlite3Store.init_db(BentoMLContainer.result_store_file.get())
-    # Settings not given are unset, even while another module's app holds its own.
-    unset: dict[str, str | None] = dict.fromkeys(SETTINGS)
-    with patched_env(GIVETAKE_MODEL=str(model), **{**unset, **env}):
-        from givetake.serving.service import PostClassifier
-
-        service: Any = PostClassifier  # a bentoml Service; its stubs say it is the class
-        # Each app's metrics middleware registers the same Prometheus series in the one process-wide
-        # registry, so a second in-process app would fail; /metrics is checked on a real server instead.
-        config = service.config
-        metrics = config.get("metrics")
-        config["metrics"] = {"enabled": False}
-        try:
-            app = service.to_asgi()
-        finally:
-            if metrics is None:
-                config.pop("metrics", None)
-            else:
-                config["metrics"] = metrics
-        yield app
-
-
-@contextlib.contextmanager
-def service_client(model: Path | str, **env: str | None) -> Iterator[TestClient]:
-    """A test client of the started app (see :func:`service_app`); the app stops when the block ends."""
-    with service_app(model, **env) as app, TestClient(app) as client:
-        yield client
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server started in its own process group, workers included."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@contextlib.contextmanager
-def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Iterator[str]:
-    """``givetake serve --model MODEL`` on a free loopback port; yields its base URL, stops it after."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "TOKENIZERS_PARALLELISM": "false",
-        # Its own task database: an in-process app of other tests keeps the default one open.
-        "BENTOML_RESULT_STORE": str(tmp_path / "tasks.db"),
-        **env,
-    }
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "givetake.cli", "serve", "--model", str(model), "--port", str(port), *args],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "server not ready in 90 s:\n" + log_path.read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                time.sleep(0.25)
-            yield base
-        finally:
-            stop(proc)
-    assert "Traceback" not in log_path.read_text()
 
 
 # ------------------------------------------------------------------------------------------ API key
@@ -400,6 +272,7 @@ def test_overload_is_an_immediate_503_with_retry_after() -> None:
 # ------------------------------------------------------------------------------------- real server
 
 
+@pytest.mark.server
 def test_real_server_with_an_api_key(trained_run: Path, tmp_path: Path) -> None:
     with running_server(trained_run, tmp_path, GIVETAKE_API_KEY=KEY) as base:
         for path in ("/livez", "/readyz", "/metrics"):

@@ -5,6 +5,8 @@ be a 5xx, every 4xx must be a JSON object with an ``error`` message, every archi
 submits must end with such a reply too, and the server must still answer ``/readyz`` afterwards.
 The fast run drives the app in-process with a bounded number of examples per operation; the slow
 run (``make test-slow``) sends more to a real ``givetake serve``, /metrics included.
+
+Tiers: ``asgi`` for the in-process run; ``server`` (and ``slow``) for the real-server run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
-from tests.test_access import running_server, service_app
+from tests.helpers import running_server, service_app
+
+pytestmark = pytest.mark.asgi
 
 # Examples per operation and mode; GIVETAKE_FUZZ_EXAMPLES overrides both for a longer hunt.
 FAST_EXAMPLES = int(os.environ.get("GIVETAKE_FUZZ_EXAMPLES", "12"))
@@ -156,6 +160,7 @@ def server(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.mark.slow
+@pytest.mark.server
 @pytest.mark.parametrize(("method", "path", "mode"), [*CASES, ("GET", "/metrics", GenerationMode.POSITIVE)], ids=str)
 def test_generated_requests_against_a_real_server(server: str, method: str, path: str, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{server}/docs.json")
@@ -165,6 +170,7 @@ def test_generated_requests_against_a_real_server(server: str, method: str, path
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_real_server_still_ready(server: str) -> None:
     assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
     assert httpx.post(f"{server}/classify", json={"texts": ["still here?"]}, timeout=30).status_code == 200

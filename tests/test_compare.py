@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from givetake.cli import app
-from givetake.training.compare import bootstrap_macro_f1, compare_predictions
+from givetake.training.compare import bootstrap_difference, compare_predictions, macro_f1_difference
 from givetake.training.evaluate import compute_metrics
 
 Y = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 0], [0, 0], [0, 0], [0, 0]])
@@ -33,13 +33,27 @@ def test_known_f1_and_interval_on_hand_made_predictions() -> None:
     assert "macro-F1 over the 2 shared labels: A 0.750, B 0.786, B - A +0.036, 95% CI [" in text
 
 
-def test_bootstrap_scores_each_resample_like_compute_metrics() -> None:
-    boot_a, boot_b = bootstrap_macro_f1(Y, A, B, resamples=3, seed=7)
+def test_bootstrap_statistic_scores_each_resample_like_compute_metrics() -> None:
     rng = np.random.default_rng(7)
+    idx = rng.integers(0, len(Y), (3, len(Y)))  # 3 resamples, label-major as scipy passes them
+    diffs = macro_f1_difference(Y.T[:, idx], A.T[:, idx], B.T[:, idx], np.ones_like(Y).T[:, idx])
+    assert diffs.shape == (3,)
     for r in range(3):  # the same draws, scored row by row
-        idx = rng.integers(0, len(Y), len(Y))
-        assert boot_a[r] == pytest.approx(compute_metrics(Y[idx], A[idx], ["x", "y"])["macro_f1"])
-        assert boot_b[r] == pytest.approx(compute_metrics(Y[idx], B[idx], ["x", "y"])["macro_f1"])
+        a = compute_metrics(Y[idx[r]], A[idx[r]], ["x", "y"])["macro_f1"]
+        b = compute_metrics(Y[idx[r]], B[idx[r]], ["x", "y"])["macro_f1"]
+        assert diffs[r] == pytest.approx(b - a)
+
+
+def test_bootstrap_is_paired_and_seeded() -> None:
+    boot = bootstrap_difference(Y, A, B, resamples=500, seed=3)
+    assert boot.bootstrap_distribution.shape == (500,)
+    # Paired: B == A on every resample gives exactly 0, which unpaired resampling would not.
+    same = bootstrap_difference(Y, A, A, resamples=500, seed=3)
+    assert not same.bootstrap_distribution.any()
+    again = bootstrap_difference(Y, A, B, resamples=500, seed=3)
+    assert (again.bootstrap_distribution == boot.bootstrap_distribution).all()
+    low, high = boot.confidence_interval
+    assert (low, high) == tuple(np.percentile(boot.bootstrap_distribution, [2.5, 97.5]))
 
 
 def test_identical_models_differ_by_exactly_zero_and_unknown_cells_are_ignored() -> None:

@@ -131,6 +131,34 @@ def test_csv_row_numbers_and_missing_label_columns(tmp_path: Path) -> None:
         load_file(q, SCHEMA)
 
 
+def test_csv_cells_stay_strings_and_label_columns_read_as_0_1(tmp_path: Path) -> None:
+    """CSV goes through the shared reader: cells are strings ("00123" keeps its zeros), "1"/"true" are positives."""
+    p = tmp_path / "onehot.csv"
+    p.write_text(
+        "id,text,"
+        + ",".join(NAMES)
+        + "\n"
+        + "00123,buy now,"
+        + ",".join("1" if n == "pitch" else "0" for n in NAMES)
+        + "\n"
+        + "00124,any tips?,"
+        + ",".join(" true" if n == "ask" else "" for n in NAMES)
+        + "\n"
+    )
+    posts = load_file(p, SCHEMA)
+    assert posts.ids == ["00123", "00124"]
+    assert posts.y[:, NAMES.index("pitch")].tolist() == [1, 0]
+    assert posts.y[:, NAMES.index("ask")].tolist() == [0, 1] and posts.y.sum() == 2
+
+
+def test_csv_ragged_row_is_named(tmp_path: Path) -> None:
+    p = tmp_path / "ragged.csv"
+    p.write_text("text,labels\nfine,\nbroken,pitch,extra\n")
+    with pytest.raises(DataError) as err:
+        load_file(p, SCHEMA)
+    assert str(err.value) == f"{p}, row 2: has 3 fields but the header has 2"
+
+
 def test_missing_path_and_wrong_type(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or directory"):
         load_posts([tmp_path / "nope.jsonl"], SCHEMA)

@@ -19,7 +19,8 @@ from givetake.cli import app
 from givetake.core.bundle import open_model
 from givetake.core.predictor import ENGINE_FILES, ModelLoadError, Predictor
 from givetake.core.registry import read_metrics, write_metrics
-from givetake.training.export import ExportError, check_parity, validation_posts
+from givetake.training.export import ExportError
+from givetake.training.parity import check_parity, validation_posts
 
 
 def test_training_exports_and_checks_both_engines(trained_run: Path) -> None:

@@ -24,8 +24,7 @@ from givetake.core.bundle import open_model
 from givetake.core.predictor import ModelLoadError
 from givetake.errors import ModelNotFound
 from givetake.labels.schema import load_schema
-from tests.test_access import service_client
-from tests.test_score import make_rows, read_errors, read_output, write_input
+from tests.helpers import make_rows, read_errors, read_output, service_client, write_input
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fixed so a failure can be replayed; GIVETAKE_FAULT_SEED picks other kill points.
@@ -223,6 +222,7 @@ def test_serve_stops_at_once_on_truncated_weights(trained_run: Path, tmp_path: P
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.asgi
 def test_worker_refuses_a_damaged_model(trained_run: Path, tmp_path: Path) -> None:
     model = tmp_path / "model"
     shutil.copytree(trained_run, model)
@@ -255,6 +255,7 @@ def test_model_trained_on_other_labels_is_refused(trained_run: Path, other_schem
     assert str(ours) in message and str(ours[:-1]) in message
 
 
+@pytest.mark.asgi
 def test_serve_score_and_worker_check_the_schema_in_use(
     trained_run: Path, other_schema: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 from givetake.core.lexical import LexicalModel, has_lexical
 from givetake.core.predictor import Predictor
 from givetake.core.thresholds import save_thresholds
-from tests.conftest import read_seed_rows
+from tests.helpers import read_seed_rows
 
 ROWS = read_seed_rows(20)
 NAMES = ["pitch", "ask", "helpful_share", "conversation_starter", "customer_service_reply"]

@@ -13,7 +13,7 @@ import pytest
 
 from givetake.labels.schema import SEED_DIR, load_schema
 from givetake.labels.stats import corpus_rows, near_duplicate_pairs
-from tests.conftest import GOLD_DEV, ROOT, SHARED, needs_shared
+from tests.helpers import GOLD_DEV, ROOT, SHARED, needs_shared
 
 PLATFORMS = {"x", "linkedin", "facebook", "instagram", "other"}
 

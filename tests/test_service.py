@@ -1,4 +1,8 @@
-"""The HTTP API: the BentoML service over an ASGI test client, and `givetake serve` end to end."""
+"""The HTTP API: the BentoML service over an ASGI test client, and `givetake serve` end to end.
+
+Tier ``asgi``, with the one real-server smoke test of ``make test`` (``server`` and ``smoke``:
+:func:`test_givetake_serve_end_to_end`); the two-worker test runs in ``make test-slow``.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +26,9 @@ from givetake.core.predictor import Predictor
 from givetake.core.thresholds import load_thresholds
 from givetake.labels.schema import load_schema
 from givetake.serving.service import EXAMPLE_INPUT, MAX_CHARS, MAX_TEXTS
-from tests.test_access import running_server
+from tests.helpers import ROOT, running_server, service_client
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.asgi
 
 
 # fp32 ONNX: answers must not depend on which requests the server batches together (int8's move
@@ -40,25 +44,8 @@ def predictor(trained_run: Path) -> Predictor:
 @pytest.fixture(scope="module")
 def client(trained_run: Path) -> Iterator[TestClient]:
     """The service app in-process, serving the tiny model from the test BentoML store."""
-    from _bentoml_impl.tasks import Sqlite3Store
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    # `bentoml serve` creates the task result table at startup; an in-process app must do it itself.
-    Sqlite3Store.init_db(BentoMLContainer.result_store_file.get())
-    old = os.environ.get("GIVETAKE_MODEL")
-    os.environ["GIVETAKE_MODEL"] = "givetake:tiny"
-    os.environ["GIVETAKE_ENGINE"] = ENGINE
-    try:
-        from givetake.serving.service import PostClassifier
-
-        with TestClient(PostClassifier.to_asgi()) as test_client:
-            yield test_client
-    finally:
-        os.environ.pop("GIVETAKE_ENGINE", None)
-        if old is None:
-            os.environ.pop("GIVETAKE_MODEL", None)
-        else:
-            os.environ["GIVETAKE_MODEL"] = old
+    with service_client("givetake:tiny", GIVETAKE_ENGINE=ENGINE) as test_client:
+        yield test_client
 
 
 def test_classify_example_input(client: TestClient, predictor: Predictor) -> None:
@@ -205,6 +192,8 @@ def test_archive_task_rejects_what_it_cannot_read(client: TestClient) -> None:
     assert client.post("/classify", json=EXAMPLE_INPUT).status_code == 200
 
 
+@pytest.mark.server
+@pytest.mark.smoke
 def test_givetake_serve_end_to_end(trained_run: Path, tmp_path: Path) -> None:
     with running_server(trained_run, tmp_path) as base:
         resp = httpx.post(f"{base}/classify", json=EXAMPLE_INPUT, timeout=30)
@@ -218,6 +207,7 @@ def test_givetake_serve_end_to_end(trained_run: Path, tmp_path: Path) -> None:
         assert "givetake_batch_requests_count 1.0" in metrics  # the one valid /classify call
 
 
+@pytest.mark.server
 def test_two_workers_answer_concurrent_callers(trained_run: Path, tmp_path: Path, predictor: Predictor) -> None:
     requests = [[f"{t} (caller {i})" for t in EXAMPLE_INPUT["texts"][: 1 + i % 5]] for i in range(24)]
     with running_server(trained_run, tmp_path, "--workers", "2") as base:

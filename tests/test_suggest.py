@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from givetake.cli import app
 from givetake.labels.schema import load_schema
 from givetake.training.importers import import_label_studio
-from givetake.training.suggest import rank_pool, uncertainty
-from tests.conftest import read_seed_rows
+from givetake.training.suggest import rank_pool, read_pool, uncertainty
+from tests.helpers import make_rows, read_seed_rows, write_input
 
 TH = {"a": 0.5, "b": 0.2}
 
@@ -66,3 +66,17 @@ def test_suggest_command_writes_csv_and_label_studio_tasks(trained_run: Path, tm
     (tmp_path / "done.json").write_text(json.dumps(tasks[:1]))
     back = import_label_studio(tmp_path / "done.json", load_schema())
     assert back.rows[0]["labels"] == picked[0]["predicted_labels"].split("|") if picked[0]["predicted_labels"] else []
+
+
+@pytest.mark.parametrize("name", ["pool.csv", "pool.parquet", "tweets.js"])
+def test_pool_is_read_by_the_shared_reader(tmp_path: Path, name: str) -> None:
+    """CSV ids stay strings, unusable rows are skipped and counted, and a tweets.js archive is a pool too."""
+    rows = make_rows(6, bad={2: "   ", 4: None})
+    pool = write_input(tmp_path / name, rows)
+    column = "full_text" if name.endswith(".js") else "text"
+    labelled = write_input(tmp_path / "done.jsonl", [{"id": 5, column: rows[5]["text"]}])
+    texts, ids, skipped = read_pool(pool, text_column=column, exclude=[labelled])
+    assert texts == [rows[i]["text"] for i in (0, 1, 3)]
+    # The id field (an id of 0 included; a CSV id stays the string it was), else the row number.
+    assert ids == (["1", "2", "4"] if name.endswith(".js") else ["0", "1", "3"])
+    assert skipped == 3  # two without text, one already labelled

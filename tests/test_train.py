@@ -8,6 +8,7 @@ from pathlib import Path
 import bentoml
 import numpy as np
 import pytest
+from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
 from givetake.cli import app
@@ -52,6 +53,19 @@ def test_resolved_config_and_metrics_saved(trained_run: Path, small_data: Path) 
     assert len(metrics["training"]["eval_history"]) >= 1  # evaluated each epoch
     card = (trained_run / "README.md").read_text()
     assert "| `pitch` |" in card and "Intended use" in card and "Limits" in card
+
+
+def test_model_card_loads_with_huggingface_hub_and_holds_the_metrics(trained_run: Path) -> None:
+    card = ModelCard.load(trained_run / "README.md")
+    validation = json.loads((trained_run / "metrics.json").read_text())["validation"]
+    assert card.data.license == "apache-2.0" and card.data.pipeline_tag == "text-classification"
+    assert card.data.model_name == "givetake-tiny"
+    found = {(r.dataset_split, r.metric_name): r.metric_value for r in card.data.eval_results}
+    assert found[("validation", "macro-F1")] == pytest.approx(validation["macro_f1"], abs=1e-4)
+    assert found[("validation", "micro-F1")] == pytest.approx(validation["micro_f1"], abs=1e-4)
+    for name in load_schema().names:
+        assert found[("validation", f"F1 {name}")] == pytest.approx(validation["per_label"][name]["f1"], abs=1e-4)
+    assert "| `pitch` |" in card.text and "Intended use" in card.text
 
 
 def test_run_registered_in_bentoml_store(trained_run: Path) -> None:

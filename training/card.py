@@ -1,4 +1,9 @@
-"""Model cards: the ``README.md`` of a run, generated from its saved metrics and config."""
+"""Model cards: the ``README.md`` of a run, generated from its saved metrics and config.
+
+The card is a Hugging Face model card (:class:`huggingface_hub.ModelCard`): YAML metadata
+(``ModelCardData``, with a ``model-index`` holding the validation and evaluation metrics) above a
+Markdown body, so ``ModelCard.load(run_dir / "README.md").data.eval_results`` reads the figures.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
 from givetake.core.registry import read_metrics
 from givetake.labels.schema import load_schema
+
+TASK = "text-classification"
 
 
 def metrics_table(per_label: dict[str, dict[str, Any]], macro_f1: float, micro_f1: float) -> str:
@@ -39,8 +48,84 @@ def _section(title: str, m: dict[str, Any]) -> list[str]:
     return out
 
 
+def _eval_results(dataset_type: str, dataset_name: str, split: str | None, m: dict[str, Any]) -> list[EvalResult]:
+    """The ``model-index`` entries of one metrics record: macro/micro F1, exact match, F1 per label."""
+    where: dict[str, Any] = {
+        "task_type": TASK,
+        "dataset_type": dataset_type,
+        "dataset_name": dataset_name,
+        "dataset_split": split,
+    }
+    out = [
+        EvalResult(
+            **where,
+            metric_type="f1",
+            metric_name="macro-F1",
+            metric_config="macro",
+            metric_value=round(m["macro_f1"], 4),
+        ),
+        EvalResult(
+            **where,
+            metric_type="f1",
+            metric_name="micro-F1",
+            metric_config="micro",
+            metric_value=round(m["micro_f1"], 4),
+        ),
+    ]
+    if m.get("exact_match") is not None:
+        out.append(
+            EvalResult(
+                **where, metric_type="exact_match", metric_name="exact match", metric_value=round(m["exact_match"], 4)
+            )
+        )
+    for name, per in (m.get("per_label") or {}).items():
+        if per.get("f1") is not None:
+            out.append(
+                EvalResult(
+                    **where,
+                    metric_type="f1",
+                    metric_name=f"F1 {name}",
+                    metric_config=name,
+                    metric_value=round(per["f1"], 4),
+                )
+            )
+    return out
+
+
+def card_data(run_dir: str | Path) -> ModelCardData:
+    """The card's YAML metadata: licence, task, tags, base model and the metrics as ``model-index``."""
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    results: list[EvalResult] = []
+    if metrics.get("validation"):
+        results += _eval_results(
+            "givetake-validation", "validation split of the training corpus", "validation", metrics["validation"]
+        )
+    for name, m in (metrics.get("evaluations") or {}).items():
+        results += _eval_results(name, name, None, m)
+    base = metrics.get("base_model")
+    return ModelCardData(
+        model_name=f"givetake-{metrics.get('run_id', run_dir.name)}",
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag=TASK,
+        tags=["givetake", "multi-label-classification", "onnx"],
+        # A local directory is not a Hub id: it stays in the body only.
+        base_model=base if base and not Path(base).is_absolute() else None,
+        metrics=["f1", "exact_match"],
+        eval_results=results or None,
+    )
+
+
 def render_card(run_dir: str | Path) -> str:
-    """The model card text of a run directory."""
+    """The model card text of a run directory: YAML metadata (:func:`card_data`) and the Markdown body."""
+    body = render_body(run_dir)
+    return str(ModelCard(f"---\n{card_data(run_dir).to_yaml()}\n---\n\n{body}"))
+
+
+def render_body(run_dir: str | Path) -> str:
+    """The Markdown body of the model card (what a reader sees under the metadata)."""
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     schema = load_schema(run_dir / "schema.yaml")

@@ -2,8 +2,9 @@
 
 Per-label F1 of each model (computed by ``training.evaluate.compute_metrics``, each with its
 own thresholds), the macro-F1 of each over the labels both models have, and a paired
-bootstrap confidence interval for the difference: rows are resampled with replacement, the
-same rows for both models, and the macro-F1 difference is recomputed on each resample.
+bootstrap confidence interval for the difference (:func:`scipy.stats.bootstrap`, percentile
+method): rows are resampled with replacement, the same rows for both models, and the macro-F1
+difference is recomputed on each resample.
 
 Models with different label sets are compared on the labels they share; the data are read
 with the newer of the two schemas, whose ``renamed`` entries map an older model's names.
@@ -17,6 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from givetake.core.predictor import Predictor
+from givetake.core.registry import exact_tag
+from givetake.core.thresholds import apply_thresholds
+from givetake.errors import DataError
+from givetake.training.data import load_posts
 from givetake.training.evaluate import compute_metrics
 
 RESAMPLES = 1000
@@ -81,35 +87,53 @@ def _f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarra
     return np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=np.float64), where=denom > 0)
 
 
-def bootstrap_macro_f1(
+def macro_f1_difference(
+    y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, known: np.ndarray, axis: int = -1
+) -> np.ndarray:
+    """Macro-F1 of B minus macro-F1 of A, the rows along ``axis`` and the labels along axis 0.
+
+    Arrays are label-major (labels x ... x rows), 0/1 or bool; ``known`` marks the judged cells.
+    Vectorised over any axes between the two, which is how :func:`scipy.stats.bootstrap` calls it
+    (labels x resamples x rows).
+    """
+    y, k = np.asarray(y_true, dtype=bool), np.asarray(known, dtype=bool)
+    macro = []
+    for pred in (np.asarray(pred_a, dtype=bool), np.asarray(pred_b, dtype=bool)):
+        counts = [(c & k).sum(axis=axis) for c in (y & pred, ~y & pred, y & ~pred)]
+        macro.append(_f1_from_counts(*counts).mean(axis=0))
+    return np.asarray(macro[1] - macro[0])
+
+
+def bootstrap_difference(
     y_true: np.ndarray,
     pred_a: np.ndarray,
     pred_b: np.ndarray,
     known: np.ndarray | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Macro-F1 of A and of B on each of ``resamples`` paired bootstrap resamples of the rows.
+) -> Any:
+    """Paired percentile bootstrap of the macro-F1 difference (B - A), by :func:`scipy.stats.bootstrap`.
 
-    Each resample draws row indices with replacement once and scores both models on them,
-    so the difference keeps the pairing. Counts are weighted by how often each row was
-    drawn, which gives the same F1 as scoring the resampled rows one by one.
+    Rows are resampled with replacement, the same rows for both models (``paired=True``), and the
+    difference is recomputed on each resample. Returns scipy's ``BootstrapResult``: its
+    ``confidence_interval`` and ``bootstrap_distribution`` (one difference per resample).
     """
-    y = np.asarray(y_true).astype(bool)
-    k = np.ones_like(y) if known is None else np.asarray(known).astype(bool)
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    cells = {}
-    for key, pred in (("a", np.asarray(pred_a).astype(bool)), ("b", np.asarray(pred_b).astype(bool))):
-        cells[key] = [(y & pred & k), (~y & pred & k), (y & ~pred & k)]
-    out: dict[str, list[np.ndarray]] = {"a": [], "b": []}
-    for start in range(0, resamples, 100):  # in blocks: the weight matrix is resamples x rows
-        block = min(100, resamples - start)
-        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(block)]).astype(np.float64)
-        for key, (tp, fp, fn) in cells.items():
-            f1 = _f1_from_counts(weights @ tp, weights @ fp, weights @ fn)
-            out[key].append(f1.mean(axis=1))
-    return np.concatenate(out["a"]), np.concatenate(out["b"])
+    # Imported here: scipy.stats takes most of a second to import, and the CLI imports this module.
+    from scipy import stats
+
+    y = np.asarray(y_true).T  # label-major: scipy resamples the last axis
+    k = np.ones_like(y) if known is None else np.asarray(known).T
+    return stats.bootstrap(
+        (y, np.asarray(pred_a).T, np.asarray(pred_b).T, k),
+        macro_f1_difference,
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        batch=100,  # label x resample x row cells per batch: bounded memory on large files
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
 
 
 def compare_predictions(
@@ -124,10 +148,9 @@ def compare_predictions(
     """Compare two models' 0/1 predictions over the same labels and rows (the testable core)."""
     ma = compute_metrics(y_true, pred_a, label_names, known)
     mb = compute_metrics(y_true, pred_b, label_names, known)
-    boot_a, boot_b = bootstrap_macro_f1(y_true, pred_a, pred_b, known, resamples, seed)
-    diffs = boot_b - boot_a
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
+    boot = bootstrap_difference(y_true, pred_a, pred_b, known, resamples, seed)
+    diffs = boot.bootstrap_distribution
+    low, high = boot.confidence_interval
     return Comparison(
         labels=list(label_names),
         f1_a={n: ma["per_label"][n]["f1"] for n in label_names},
@@ -154,10 +177,6 @@ def compare_models(
     seed: int = 0,
 ) -> Comparison:
     """Score labelled files with two saved models and compare them (see :func:`compare_predictions`)."""
-    from givetake.core.predictor import Predictor
-    from givetake.core.thresholds import apply_thresholds
-    from givetake.training.data import DataError, load_posts
-
     predictors = {"a": Predictor(model_a), "b": Predictor(model_b)}
     # The newer schema reads data of either version and maps the older model's renamed labels.
     schema = max((p.schema for p in predictors.values()), key=lambda s: s.version)
@@ -204,8 +223,6 @@ def _describe(model: str | Path) -> str:
     if Path(model).is_dir():
         return str(model)
     try:
-        from givetake.core.registry import exact_tag
-
         tag = exact_tag(str(model))
         return tag if tag == str(model) else f"{tag} ({model})"
     except Exception:  # best effort: the models already loaded, a label is not worth failing for

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 
 from givetake.errors import ConfigError
@@ -262,7 +264,6 @@ def typer_options(*classes: type) -> Callable[[Callable[..., Any]], Callable[...
     The dataclasses stay the single definition of names, defaults and help text; the command
     receives the values as keyword arguments.
     """
-    import typer
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(func)
@@ -288,8 +289,6 @@ def typer_options(*classes: type) -> Callable[[Callable[..., Any]], Callable[...
 
 
 def _resolved_hints(cls: type) -> dict[str, Any]:
-    import typing
-
     hints = typing.get_type_hints(cls)
     # typer cannot take `X | None` for lists; an omitted list option arrives as None/empty.
     return {k: (list[str] | None if v == list[str] else v) for k, v in hints.items()}

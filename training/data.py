@@ -1,8 +1,14 @@
 """Load labelled posts (JSONL, CSV, Parquet) into a ``datasets.Dataset`` and split it.
 
+Files are read by the shared streaming reader, :func:`givetake.core.records.iter_records`.
+
 Labels may come as a list (``["pitch", "ask"]``), as a ``|``- or ``,``-separated string
 (``"pitch|ask"``), or as one 0/1 column per label. Every problem is reported with the file,
 the row (1-based line for JSONL, data row for CSV/Parquet) and what is wrong.
+
+``datasets`` and scikit-learn (each over a second to import) are imported inside
+:meth:`LabelledPosts.to_dataset` and :func:`stratified_split`: the CLI imports this module for
+every command, and most commands never split or train.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from givetake.core.records import iter_jsonl
+from givetake.core.records import input_format, iter_records
 from givetake.errors import DataError
 from givetake.labels.schema import SEED_DIR, LabelChangedError, Schema
 
@@ -27,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("givetake.data")
 
-SUFFIXES = (".jsonl", ".csv", ".parquet")
+SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 # Data that records no schema version was labelled with the first one: the shipped corpus is.
 DEFAULT_DATA_VERSION = 1
 VERSION_FIELD = "schema_version"
@@ -150,26 +156,21 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return [p for p, _ in expand_sources(paths)]
 
 
-def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(row number, record) pairs; JSONL is parsed here so a bad line is named exactly."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        for lineno, obj, problem in iter_jsonl(path):
-            if obj is None:
-                raise DataError(f"{path}, line {lineno}: bad JSON line ({problem})")
-            yield lineno, obj
-        return
-    import datasets
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, record) pairs from one data file, through the shared streaming reader.
 
-    datasets.disable_progress_bars()
-    try:
-        if suffix == ".csv":
-            ds = datasets.Dataset.from_csv(str(path), keep_default_na=False)
-        else:
-            ds = datasets.Dataset.from_parquet(str(path))
-    except Exception as exc:  # datasets raises many types for unreadable files
-        raise DataError(f"{path}: cannot read file ({exc})") from None
-    yield from enumerate(ds, 1)
+    :func:`givetake.core.records.iter_records` reads CSV cells as the strings they are (a 0/1
+    label column is ``"0"``/``"1"``), JSONL and Parquet as their JSON/Arrow types, and tweets.js
+    archives. A row it cannot use is fatal here: training data must not lose rows silently.
+    """
+    kind = input_format(path)
+    unit = "line" if kind == "jsonl" else "row"
+    for rowno, rec, problem in iter_records(path, kind):
+        if rec is None:
+            if kind == "jsonl":
+                raise DataError(f"{path}, line {rowno}: bad JSON line ({problem})")
+            raise DataError(f"{path}, {unit} {rowno}: {problem}")
+        yield rowno, rec
 
 
 def parse_labels(value: Any) -> list[str]:
@@ -191,11 +192,22 @@ def parse_labels(value: Any) -> list[str]:
     raise ValueError(f"labels must be a list or a separated string, not {type(value).__name__}")
 
 
+_ONE = {"1", "1.0", "true", "yes"}
+_ZERO = {"0", "0.0", "false", "no", ""}
+
+
 def _is_one(value: Any, where: str, column: str) -> bool:
-    if value in (1, "1", True, 1.0, "true", "True"):
-        return True
-    if value in (0, "0", False, 0.0, "", None, "false", "False"):
+    """A 0/1 label cell: a number or bool from JSONL/Parquet, or a string from CSV (``"1"``, ``"true"``...)."""
+    if value is None:
         return False
+    if isinstance(value, bool | int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        cell = value.strip().lower()
+        if cell in _ONE:
+            return True
+        if cell in _ZERO:
+            return False
     raise DataError(f"{where}: column '{column}' must be 0 or 1, got {value!r}")
 
 
@@ -255,8 +267,9 @@ def load_file(
     rownos: list[int] = []
     old_names: Counter[tuple[str, str | None]] = Counter()
     mode: str | None = None
-    for rowno, rec in iter_records(path):
-        where = f"{path}, {'line' if path.suffix.lower() == '.jsonl' else 'row'} {rowno}"
+    unit = "line" if input_format(path) == "jsonl" else "row"
+    for rowno, rec in read_records(path):
+        where = f"{path}, {unit} {rowno}"
         row_version = _row_version(rec, default, schema, where)
 
         def resolve(label: str, where: str = where, row_version: int = row_version) -> str | None:

@@ -3,6 +3,9 @@
 One code path scores every model (fine-tuned, baseline, exported): ``evaluate_scores`` takes
 the true labels, the probabilities and the thresholds, and ``write_report`` writes
 ``eval_results.json``, ``report.txt``, ``confusion_matrix.png`` and ``pr_curve.png``.
+
+scikit-learn and matplotlib (seconds to import) are imported inside the functions that use them:
+the CLI imports this module for every command.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from givetake.core.predictor import Predictor
+from givetake.core.registry import read_metrics, write_metrics
 from givetake.core.thresholds import apply_thresholds
+from givetake.training.card import write_card
+from givetake.training.data import load_posts
 
 EVAL_FILE = "eval_results.json"
 
@@ -259,11 +266,6 @@ def evaluate_model(
     directory, the metrics are also recorded under ``evaluations`` in its ``metrics.json`` and
     the model card is regenerated; store models are left untouched.
     """
-    from givetake.core.predictor import Predictor
-    from givetake.core.registry import read_metrics, write_metrics
-    from givetake.training.card import write_card
-    from givetake.training.data import load_posts
-
     predictor = Predictor(model)
     posts = load_posts(data, predictor.schema, text_column, labels_column)
     probs, _ = predictor.predict_proba(posts.texts)

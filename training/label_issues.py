@@ -10,6 +10,9 @@ probabilities more than the estimated noise allows, ranked by its label quality 
 
 A cell that was not judged (data labelled before the label existed) cannot be wrong: it is
 given the model's own answer before cleanlab sees it, so it never raises a flag.
+
+scikit-learn and cleanlab (together about 3 s to import) are imported inside the functions that
+use them: the CLI imports this module for every command.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ uncertain down, skipping any whose TF-IDF cosine similarity to a post already ta
 The picks are written as CSV and as a Label Studio import file whose tasks carry the
 model's labels as pre-annotations, plus the matching labelling interface
 (``<output>.label_config.xml``); export the finished project and ``givetake import`` it.
+
+scikit-learn (over a second to import) is imported inside :func:`select_diverse`: the CLI imports
+this module for every command.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from givetake.core.text import normalize
+from givetake.errors import DataError
 from givetake.labels.schema import Schema
+from givetake.training.data import expand_paths, read_records
 from givetake.training.importers import NO_LABEL
 
 MAX_SIMILARITY = 0.8
@@ -101,16 +106,15 @@ def rank_pool(
 def read_pool(
     path: str | Path, text_column: str = "text", exclude: list[str | Path] | None = None
 ) -> tuple[list[str], list[str], int]:
-    """Texts and ids of a pool file (CSV/JSONL/Parquet); posts in ``exclude`` files are left out.
+    """Texts and ids of a pool file (CSV/JSONL/Parquet, or a tweets.js archive with ``text_column='full_text'``);
+    posts in ``exclude`` files are left out.
 
     Returns the texts, their ids (the ``id`` field, else the row number) and how many rows were
     skipped (no text, a duplicate, or already labelled).
     """
-    from givetake.training.data import DataError, expand_paths, iter_records
-
     seen: set[str] = set()
     for labelled in expand_paths(exclude or []):
-        for _, rec in iter_records(labelled):
+        for _, rec in read_records(labelled):
             if isinstance(rec.get(text_column), str):
                 seen.add(normalize(rec[text_column]).lower())
     texts: list[str] = []
@@ -119,7 +123,7 @@ def read_pool(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    for rowno, rec in iter_records(path):
+    for rowno, rec in read_records(path):
         if text_column not in rec and not texts and not skipped:
             raise DataError(f"{path}: no text column {text_column!r}; columns are {', '.join(map(str, rec))}")
         text = rec.get(text_column)
@@ -129,7 +133,8 @@ def read_pool(
         key = normalize(text).lower()
         seen.add(key)
         texts.append(text)
-        ids.append(str(rec.get("id") or rowno))
+        raw_id = rec.get("id")
+        ids.append(str(rowno) if raw_id is None or raw_id == "" else str(raw_id))  # an id of 0 is an id
     if not texts:
         raise DataError(f"{path}: no posts to rank (every row was empty, a duplicate or already labelled)")
     return texts, ids, skipped

@@ -4,6 +4,9 @@ Recipe (measured defaults, see README): class-balanced BCE (positive weight =
 negatives/positives, capped), frozen word embeddings, length-grouped batches with dynamic
 padding, evaluation each epoch with early stopping on validation macro-F1, best epoch kept,
 then per-label thresholds tuned on the validation predictions.
+
+torch and transformers (seconds and hundreds of MB to import) are imported inside the functions
+that train: the CLI imports this module for every command.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from givetake.core.lexical import LexicalModel
-from givetake.core.registry import MODEL_NAME, new_run_id, register, write_metrics
+from givetake.core.predictor import Predictor
+from givetake.core.registry import MODEL_NAME, new_run_id, register, resolve_model, write_metrics
 from givetake.core.resources import available_cores
 from givetake.core.text import normalize, truncate_ids
 from givetake.core.thresholds import apply_thresholds, save_thresholds, tune_thresholds
@@ -27,6 +31,7 @@ from givetake.training.card import write_card
 from givetake.training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
 from givetake.training.data import LabelledPosts, label_warnings, load_posts, stratified_split
 from givetake.training.evaluate import compute_metrics, write_report
+from givetake.training.export import ExportError, export_model
 
 log = logging.getLogger("givetake.train")
 
@@ -86,8 +91,6 @@ def build_model(model_cfg: ModelConfig, schema: Schema) -> tuple[Any, Any]:
     names = schema.names
     previous_labels: list[str] | None = None
     if model_cfg.init_from:
-        from givetake.core.registry import resolve_model
-
         source = str(resolve_model(model_cfg.init_from))
         previous_labels = load_schema(Path(source) / "schema.yaml").names
     else:
@@ -267,8 +270,6 @@ def train(
         )
     # Validation probabilities come from the saved run through the serving predictor, so the
     # thresholds are tuned on exactly what every prediction path will compute.
-    from givetake.core.predictor import Predictor
-
     probs, _ = Predictor(run_dir, threads=train_cfg.threads or None, engine="torch").predict_proba(val_posts.texts)
     thresholds = tune_thresholds(val_posts.y, probs, schema.names, val_posts.known)
     save_thresholds(run_dir, thresholds)
@@ -310,8 +311,6 @@ def train(
     write_metrics(run_dir, metrics)
     write_card(run_dir)
     # ONNX engines before registering, so the store copy holds them too.
-    from givetake.training.export import ExportError, export_model
-
     try:
         export_model(run_dir, posts=val_posts, torch_probs=probs)
     except ExportError as exc:

@@ -3,14 +3,29 @@
 ``givetake import`` (labelling-tool exports -> JSONL), ``compare`` (two models, one data
 set), ``promote`` (choose the served model), ``label-issues`` (likely mislabelled rows) and
 ``suggest`` (what to label next).
+
+Imports sit at the top: the training modules keep their heavy libraries (scikit-learn, scipy's
+statistics, cleanlab, torch) inside the functions that use them, so importing them is cheap.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from givetake.core.predictor import Predictor
+from givetake.core.registry import exact_tag
+from givetake.labels.schema import load_schema
+from givetake.training.compare import compare_models
+from givetake.training.data import load_posts
+from givetake.training.importers import import_file
+from givetake.training.label_issues import cross_val_probs, find_issues, write_issues
+from givetake.training.promote import PromotionRefused, live_file, read_live
+from givetake.training.promote import promote as run_promote
+from givetake.training.suggest import rank_pool, read_pool, write_csv, write_label_studio
 
 SCHEMA_HELP = "Label schema YAML the data was labelled with. Default: labels/schema.yaml."
 
@@ -36,8 +51,6 @@ def import_labels(
 
     Each row records the schema version it was labelled with (schema_version).
     """
-    from givetake.labels.schema import load_schema
-    from givetake.training.importers import import_file
 
     loaded = load_schema(schema)
     summary = import_file(source, output, loaded, format, text_key, from_name)
@@ -63,9 +76,6 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Per-label F1 of two models on the same data, and a paired bootstrap CI for the macro-F1 difference."""
-    import json
-
-    from givetake.training.compare import compare_models
 
     result = compare_models(model_a, model_b, list(data), text_column, labels_column, resamples, seed)
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.format())
@@ -88,8 +98,6 @@ def promote(
     labels_column: Annotated[str, typer.Option(help="Column holding the labels.")] = "labels",
 ) -> None:
     """Mark a model as the one `givetake serve` serves; refuses one with a lower macro-F1 on --data."""
-    from givetake.training.promote import PromotionRefused, live_file, read_live
-    from givetake.training.promote import promote as run_promote
 
     if tag is None:
         record = read_live()
@@ -119,9 +127,6 @@ def label_issues(
     show: Annotated[int, typer.Option(min=0, help="How many of the top rows to print.")] = 10,
 ) -> None:
     """List the rows most likely mislabelled (cleanlab on cross-validated probabilities), ranked, as CSV."""
-    from givetake.labels.schema import load_schema
-    from givetake.training.data import load_posts
-    from givetake.training.label_issues import cross_val_probs, find_issues, write_issues
 
     posts = load_posts([str(p) for p in data], load_schema(schema), text_column, labels_column)
     issues = find_issues(posts, cross_val_probs(posts, folds))
@@ -152,9 +157,6 @@ def suggest(
     ] = 0.8,
 ) -> None:
     """Rank unlabelled posts by the model's uncertainty, with diversity; write CSV and a Label Studio import."""
-    from givetake.core.predictor import Predictor
-    from givetake.core.registry import exact_tag
-    from givetake.training.suggest import rank_pool, read_pool, write_csv, write_label_studio
 
     texts, ids, skipped = read_pool(pool, text_column, [str(p) for p in exclude or []])
     predictor = Predictor(model)

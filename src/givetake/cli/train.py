@@ -1,7 +1,8 @@
 """The model commands: ``givetake train``, ``evaluate``, ``baseline``, ``models`` and ``export``.
 
-The training modules load torch, transformers and datasets (about 2 s), so each command imports
-them inside its body, on purpose: ``givetake --help`` and the serving commands start without them.
+The training modules import torch, transformers and datasets (seconds) inside the functions that
+use them, so importing the modules here is cheap: ``givetake --help`` and the serving commands
+start without those libraries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import typer
 
 from givetake.cli.serve import EngineOption
 from givetake.core.bundle import ENGINE_FILES
+from givetake.core.predictor import ENGINE_ENV
 from givetake.core.registry import list_runs, read_metrics, resolve_model
+from givetake.training.baseline import run_baseline
 from givetake.training.config import (
     CONFIG_CLASSES,
     DataConfig,
@@ -24,7 +27,10 @@ from givetake.training.config import (
     read_config_file,
     typer_options,
 )
-from givetake.training.export import export_model, parity_table, sync_store_copy
+from givetake.training.evaluate import evaluate_model
+from givetake.training.export import export_model, sync_store_copy
+from givetake.training.parity import parity_table
+from givetake.training.train import train as run_training
 
 
 def _resolve_values(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +55,6 @@ def train(
     **values: Any,
 ) -> None:
     """Fine-tune a model on labelled posts and save it to models/<run-id>/ (and the BentoML store)."""
-    from givetake.training.train import train as run_training
 
     model_cfg, data_cfg, train_cfg = build_configs(_resolve_values(ctx, config, values))
     run_dir = run_training(model_cfg, data_cfg, train_cfg)
@@ -74,8 +79,6 @@ def evaluate(
     engine: EngineOption = None,
 ) -> None:
     """Score a labelled file with a saved model: metrics, text report and plots."""
-    from givetake.core.predictor import ENGINE_ENV
-    from givetake.training.evaluate import evaluate_model
 
     if engine:  # the predictor reads its engine from the environment
         os.environ[ENGINE_ENV] = engine
@@ -94,7 +97,6 @@ def baseline(
     **values: Any,
 ) -> None:
     """Train the TF-IDF + logistic-regression yardstick and evaluate it like a model."""
-    from givetake.training.baseline import run_baseline
 
     _, data_cfg, _ = build_configs({k: v for k, v in values.items() if v is not None and v != []})
     run_dir, metrics = run_baseline(

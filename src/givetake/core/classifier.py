@@ -3,6 +3,9 @@
 It wraps the same :class:`~givetake.core.predictor.Predictor` that the server and ``givetake score``
 use, and :meth:`Classifier.predict_frame` adds the columns ``givetake score`` adds, under the same
 names and rules, so a notebook, a Spark ``mapInPandas`` function and an archive job agree.
+
+pandas is imported inside the methods that take or return frames: it is optional (the ``dev``
+extra), and :meth:`Classifier.predict` works without it.
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ class Classifier:
             out[score] = pd.array(
                 [by_row[i]["scores"][name] if i in by_row else None for i in range(len(df))], dtype="Float64"
             )
-        out["error"] = [problems[i] for i in range(len(df))]
+        # object dtype: None stays None (pandas' default string dtype would turn it into NaN).
+        out["error"] = pd.Series(problems, index=out.index, dtype=object)
         return out
 
 

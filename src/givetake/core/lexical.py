@@ -8,6 +8,9 @@ posts, and averaging their probabilities raised macro average precision on the g
 
 Saved without pickle: vocabularies and settings as JSON (``lexical.json``), IDF vectors and
 weights as safetensors (``lexical.safetensors``).
+
+scikit-learn and scipy.sparse (together about 1.5 s to import) are imported inside the functions
+that build or apply the model: ``import givetake.core`` and the CLI start without them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from givetake.core.text import normalize
 
@@ -90,8 +94,6 @@ class LexicalModel:
 
     def save(self, directory: str | Path, blend_weight: float | None = None) -> None:
         """Write ``lexical.json`` and ``lexical.safetensors`` into ``directory``."""
-        from safetensors.numpy import save_file
-
         directory = Path(directory)
         meta = {
             "labels": self.label_names,
@@ -109,8 +111,6 @@ class LexicalModel:
     @classmethod
     def load(cls, directory: str | Path) -> tuple[LexicalModel, float | None]:
         """The model saved in ``directory`` and its blend weight (None when saved alone)."""
-        from safetensors.numpy import load_file
-
         directory = Path(directory)
         meta = json.loads((directory / JSON_FILE).read_text(encoding="utf-8"))
         tensors = load_file(str(directory / WEIGHTS_FILE))

@@ -10,6 +10,10 @@ same network exported to ONNX, run by ONNX Runtime) or ``onnx-int8`` (that expor
 weights, dynamic quantisation). ``givetake export`` writes the ONNX files and checks each one
 against torch; only an engine that passed is picked by ``auto``, and asking for one that did not
 is an error. The lexical half, thresholds and truncation are the same whatever the engine.
+
+Each engine's library is imported when that engine is loaded, on purpose: torch and transformers
+take seconds and hundreds of MB, which the ONNX engines (what the server runs) never need, and
+onnxruntime is not needed by the torch engine; ``tokenizers`` goes with the light tokenizer path.
 """
 
 from __future__ import annotations
@@ -172,11 +176,10 @@ class Predictor:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Between operators, idle pool threads spin (self.spin) or sleep. Spinning measured with
-        # bench/engine.py on the fused int8 graph, 2 cores: 584 vs 488 posts/s at batch 32, 3.7 vs
-        # 4.7 ms at batch 1 (torch's OpenMP threads spin too). A spinning thread takes a core from
-        # whatever else runs: beside an HTTP server on the same cores it cost latency (one client
-        # p50 12-18 ms against 7.5 ms), so the service asks for sleeping threads.
+        # Between operators, idle pool threads spin (self.spin) or sleep. Spinning is faster for the
+        # engine alone (torch's OpenMP threads spin too), but a spinning thread takes a core from
+        # whatever else runs: beside an HTTP server on the same cores it cost latency, so the
+        # service asks for sleeping threads (figures: bench/RESULTS.md, "Moved from code comments").
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -213,11 +216,8 @@ class Predictor:
         pass gets wider (attention): the cuts minimise that sum over the sorted texts (dynamic
         programming, ``batch_size`` steps per text). Real posts mix 5-token replies with 120-token
         threads, and a few posts padded to the longest of them cost several times their own length.
-        Measured on real posts (2 cores, int8), against cutting only at ``TOKEN_BUDGET``: two
-        single-threaded calls side by side (as the server makes them) went from 450 to 610 posts/s
-        in calls of 8 and from 607 to 732 in calls of 32; one call on both cores from 378 to 410 in
-        calls of 8 and stayed at 510 in calls of 32. (Cutting only at ``TOKEN_BUDGET`` had itself
-        taken int8 from 228 to 397 posts/s, and torch from 195 to 297, over one pass per call.)
+        Measured faster on real posts than cutting only at ``TOKEN_BUDGET``, which was itself faster
+        than one pass per call (bench/RESULTS.md, "Moved from code comments").
         """
         order = np.argsort([len(s) for s in ids], kind="stable").tolist()
         lengths = [len(ids[i]) for i in order]

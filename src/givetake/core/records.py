@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from givetake.errors import DataError
 
 INPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".js": "tweets"}
@@ -87,8 +89,6 @@ def _iter_csv(path: Path) -> Iterator[Record]:
 
 
 def _iter_parquet(path: Path, batch_size: int) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
     row = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
         for rec in batch.to_pylist():
