@@ -131,27 +131,33 @@ def read_posts(
     author_column: str | None = None,
     time_column: str | None = None,
     progress: bool = True,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[AccountPosts], ReadSummary]:
-    """Every account's posts from ``paths``, scored (posts already scored keep their scores)."""
+    """Every account's posts from ``paths``, scored (posts already scored keep their scores).
+
+    ``names`` are the files' names as the user knows them (the server saves uploads under others):
+    they name a file's account when it has no author column, and they stand for the paths in messages.
+    """
     labels = list(scorer.labels)
     summary = ReadSummary()
     accounts: dict[str, dict[str, list[Any]]] = {}
     pending: list[tuple[str, int, str]] = []  # (account, index, text) still to score
-    for p in map(Path, paths):
+    for k, p in enumerate(map(Path, paths)):
         if not p.is_file():
             raise DataError(f"{p}: no such file")
         kind = input_format(p)
-        summary.files.append(p.name)
+        shown = names[k] if names else p.name
+        summary.files.append(shown)
         columns: list[str] | None = None
         text_col = author_col = time_col = None
         scored_cols = False
-        default_account = p.parent.parent.name if p.name == "tweets.js" and p.parent.name == "data" else p.name
+        default_account = p.parent.parent.name if p.name == "tweets.js" and p.parent.name == "data" else shown
         for row, rec, problem in iter_records(p, kind):
             summary.rows += 1
             if rec is None:
                 summary.skipped += 1
                 if len(summary.skipped_examples) < 5:
-                    summary.skipped_examples.append(f"{p.name} row {row}: {problem}")
+                    summary.skipped_examples.append(f"{shown} row {row}: {problem}")
                 continue
             if columns is None:  # columns are chosen on the first row of each file
                 columns = list(rec)
@@ -169,7 +175,7 @@ def read_posts(
             if problem is not None:
                 summary.skipped += 1
                 if len(summary.skipped_examples) < 5:
-                    summary.skipped_examples.append(f"{p.name} row {row}: {problem}")
+                    summary.skipped_examples.append(f"{shown} row {row}: {problem}")
                 continue
             name = str(rec.get(author_col) or "(no author)") if author_col else default_account
             acc = accounts.setdefault(name, {"texts": [], "times": [], "pred": [], "scores": []})
@@ -245,12 +251,13 @@ def audit_files(
     author_column: str | None = None,
     time_column: str | None = None,
     progress: bool = True,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Read, score and audit ``paths``: the report's figures as one JSON-ready dict (``report.json``)."""
     if rule not in RULES:
         raise DataError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     accounts, summary = read_posts(
-        paths, scorer, thresholds, text_column, author_column, time_column, progress=progress
+        paths, scorer, thresholds, text_column, author_column, time_column, progress=progress, names=names
     )
     report = audit(accounts, scorer.labels, sides, errors, rule)
     report["model"] = {"name": model_name}
