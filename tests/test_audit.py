@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from givetake.serving.audit import (
     verdict,
 )
 from givetake.serving.feed import parse_time, read_posts
+from tests.conftest import read_seed_rows
 
 LABELS = ["pitch", "ask", "helpful_share", "conversation_starter", "customer_service_reply"]
 SIDES = {"pitch": "take", "ask": "take", "helpful_share": "give", "conversation_starter": "give"}
@@ -306,7 +308,9 @@ def test_audit_command_on_an_x_archive_with_the_rule_of_thirds(trained_run: Path
     src = tmp_path / "tweets.js"
     _write_tweets_js(src)
     out = tmp_path / "x.html"
-    result = CliRunner().invoke(app, ["audit", str(src), "-o", str(out), "--model", str(trained_run), "--rule", "thirds"])
+    result = CliRunner().invoke(
+        app, ["audit", str(src), "-o", str(out), "--model", str(trained_run), "--rule", "thirds"]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     check_report_html(out.read_text())
     report = json.loads((tmp_path / "report.json").read_text())
@@ -326,3 +330,26 @@ def test_audit_command_refuses_bad_options_in_one_line(trained_run: Path, tmp_pa
         result = CliRunner().invoke(app, ["audit", str(src), "--model", str(trained_run), *args])
         assert result.exit_code != 0
         assert message in str(result.exception) + result.output
+
+
+def test_givetake_evaluate_records_the_rates_the_audit_uses(trained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"  # a copy: evaluating records into the run, which other tests share
+    shutil.copytree(trained_run, run)
+    mine = tmp_path / "my_posts.jsonl"
+    mine.write_text("".join(json.dumps(r) + "\n" for r in read_seed_rows(per_file=8)))
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(run), "--data", str(mine)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((run / "metrics.json").read_text())
+    recorded = metrics["evaluations"]["my_posts"]["per_label"]["pitch"]
+    assert {"tp", "fp", "fn", "tn"} <= set(recorded)
+    assert {"tp", "fp", "fn", "tn"} <= set(metrics["validation"]["per_label"]["pitch"])  # recorded at training
+    rates = load_error_rates(run, LABELS)
+    assert rates.source == "my_posts" and "my_posts" in rates.description
+    assert rates.labels["pitch"].tp == recorded["tp"]
+    # A store model keeps its metrics untouched: its eval/<name>/ report is found instead.
+    store_like = tmp_path / "store_model"
+    (store_like / "eval" / "mine").mkdir(parents=True)
+    (store_like / "eval" / "validation").mkdir(parents=True)
+    (store_like / "metrics.json").write_text(json.dumps({"validation": metrics["validation"]}))
+    (store_like / "eval" / "mine" / "eval_results.json").write_text(json.dumps(metrics["evaluations"]["my_posts"]))
+    assert load_error_rates(store_like, LABELS).source == "mine"

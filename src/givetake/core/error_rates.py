@@ -120,7 +120,8 @@ def load_error_rates(model_dir: Path, labels: list[str], source: str = AUTO) -> 
     """The model's error rates from ``source``: ``validation``, an evaluation's name, or ``auto``.
 
     ``auto`` takes the latest ``givetake evaluate`` record (a labelled sample of the user's own
-    posts measures the model where it is used), else the validation split. A name is looked up in
+    posts measures the model where it is used): from ``metrics.json`` for a run directory, else
+    the newest ``<model>/eval/<name>/`` report (store models); failing both, the validation split. A name is looked up in
     ``metrics.json`` ``evaluations`` and then in ``<model>/eval/<name>/eval_results.json``; a path
     to an ``eval_results.json`` file also works.
     """
@@ -131,7 +132,11 @@ def load_error_rates(model_dir: Path, labels: list[str], source: str = AUTO) -> 
         metrics = {}
     evaluations = metrics.get("evaluations") or {}
     if source == AUTO:
-        source = list(evaluations)[-1] if evaluations else VALIDATION
+        reports = sorted(
+            (p for p in (model_dir / "eval").glob("*/eval_results.json") if p.parent.name != VALIDATION),
+            key=lambda p: p.stat().st_mtime,
+        )
+        source = list(evaluations)[-1] if evaluations else reports[-1].parent.name if reports else VALIDATION
     if source == VALIDATION:
         block = metrics.get(VALIDATION)
         if not block:
