@@ -413,6 +413,8 @@ def audit_account(
             "dated": len(times),
         },
         "labels": shares,
+        # Raw: posts with no label at all neither give nor take (news, chatter); not corrected.
+        "unlabelled": float((posts.predicted.sum(axis=1) == 0).mean()) if len(posts) else float("nan"),
         "buckets": grouped,
         "balance": balance(draws, groups, shares),
         "verdict": verdict(grouped["take"], rule, groups["take"].title),

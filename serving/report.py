@@ -100,8 +100,8 @@ def _interval(x0: float, width: float, y: float, low: float, high: float, color:
 
 def gauge(take: dict[str, Any], limit: float, rule_title: str, status: str) -> str:
     """The take share on a 0-100% scale: within the limit green, beyond it red; interval and raw count."""
-    w, h, x0, width = 560, 112, 20, 520
-    y = 44
+    w, h, x0, width = 560, 120, 20, 520
+    y = 52
     color = STATUS[status][0]
     lx = x0 + limit * width
     body = [
@@ -292,6 +292,8 @@ def _kpis(acc: dict[str, Any]) -> str:
     ]
     if "customers" in acc:
         items.append((pct(acc["customers"]["share"]), "answer customers"))
+    if acc.get("unlabelled") is not None:
+        items.append((pct(acc["unlabelled"]), "have no label (neither give nor take)"))
     return (
         '<div class="kpis">'
         + "".join(f'<div class="kpi"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for v, k in items)
@@ -409,7 +411,7 @@ def _overview(report: dict[str, Any]) -> str:
         f'<section class="card"><div class="sentence">{_e(sentence)}</div>'
         f"{ranking_chart(ranking, limit, rule['title'])}{more}</section>"
         '<section class="card"><h3>Side by side</h3><table><tr><th>account</th><th class="num">posts</th>'
-        '<th class="num">take share</th><th class="num">95% interval</th><th class="num">gives</th>'
+        '<th class="num">take share</th><th class="num">95% interval</th><th class="num">gives (of what posts do)</th>'
         '<th class="num">answers customers</th><th>verdict</th></tr>' + "".join(rows) + "</table></section>"
     )
 
