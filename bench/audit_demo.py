@@ -84,7 +84,8 @@ def screenshot(page: Path, png: Path, profile: Path) -> None:
         sys.exit("needs chromium (apt-get install chromium)")
     png.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [chromium, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900", f"--screenshot={png}", page.as_uri()],
+        [chromium, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900", f"--screenshot={png}"]
+        + [page.as_uri()],
         check=True,
         capture_output=True,
     )

@@ -372,16 +372,16 @@ def examples(
     ex = [labels.index(n) for n in exclude]
     if not idx or not len(posts):
         return []
-    hit = posts.predicted[:, idx].any(axis=1)
+    hit: np.ndarray = np.asarray(posts.predicted[:, idx].any(axis=1))
     if ex:
-        hit &= ~posts.predicted[:, ex].any(axis=1)
+        hit &= ~np.asarray(posts.predicted[:, ex].any(axis=1))
     top = posts.scores[:, idx].max(axis=1)
-    order = [i for i in np.argsort(-top, kind="stable") if hit[i]][:k]
+    order = [int(i) for i in np.argsort(-top, kind="stable") if hit[i]][:k]
     return [
         {
             "text": posts.texts[i],
-            "time": posts.times[i].isoformat() if posts.times[i] else None,
-            "labels": [labels[j] for j in np.flatnonzero(posts.predicted[i])],
+            "time": t.isoformat() if (t := posts.times[i]) else None,
+            "labels": [labels[int(j)] for j in np.flatnonzero(posts.predicted[i])],
             "scores": {labels[j]: round(float(posts.scores[i, j]), 3) for j in range(len(labels))},
         }
         for i in order

@@ -121,9 +121,9 @@ def load_error_rates(model_dir: Path, labels: list[str], source: str = AUTO) -> 
 
     ``auto`` takes the latest ``givetake evaluate`` record (a labelled sample of the user's own
     posts measures the model where it is used): from ``metrics.json`` for a run directory, else
-    the newest ``<model>/eval/<name>/`` report (store models); failing both, the validation split. A name is looked up in
-    ``metrics.json`` ``evaluations`` and then in ``<model>/eval/<name>/eval_results.json``; a path
-    to an ``eval_results.json`` file also works.
+    the newest ``<model>/eval/<name>/`` report (store models); failing both, the validation split.
+    A name is looked up in ``metrics.json`` ``evaluations``, then in
+    ``<model>/eval/<name>/eval_results.json``; a path to an ``eval_results.json`` file also works.
     """
     metrics_path = model_dir / "metrics.json"
     try:
