@@ -20,6 +20,8 @@ STATUS = {
     "taking": ("#d1495b", "Taking"),
     "borderline": ("#c98c00", "Borderline"),
 }
+# Accounts with a section of their own in a multi-account report; the ranking and table list all.
+DETAILED = 30
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
 
 CSS = f"""
@@ -390,12 +392,15 @@ def _overview(report: dict[str, Any]) -> str:
     )
     rows = []
     by_name = {a["account"]: a for a in report["accounts"]}
+    detailed = {a["account"] for a in sorted(report["accounts"], key=lambda a: -a["posts"])[:DETAILED]}
     for r in ranking:
         a = by_name[r["account"]]
         cust = pct(a["customers"]["share"]) if "customers" in a else "n/a"
         give = a["balance"]["give_part"]
+        name = _e(r["account"])
+        cell = f"<a href='#acc-{name}'>{name}</a>" if r["account"] in detailed else name
         rows.append(
-            f"<tr><td><a href='#acc-{_e(r['account'])}'>{_e(r['account'])}</a></td>"
+            f"<tr><td>{cell}</td>"
             f"<td class='num'>{r['posts']:,}</td><td class='num'>{pct(r['take'])}</td>"
             f"<td class='num'>{pct(r['low'])}-{pct(r['high'])}</td>"
             f"<td class='num'>{pct(give) if give is not None else 'n/a'}</td><td class='num'>{cust}</td>"
@@ -458,10 +463,17 @@ def render_html(report: dict[str, Any]) -> str:
         body = account_section(accounts[0], report, hero=True)
         title += f" {accounts[0]['account']}"
     else:
+        # Each account's own section, most posts first, up to DETAILED (report.json has them all).
+        shown = sorted(accounts, key=lambda a: -a["posts"])[:DETAILED]
         order = {r["account"]: i for i, r in enumerate(report["ranking"])}
         body = _overview(report) + "".join(
-            account_section(a, report, hero=False) for a in sorted(accounts, key=lambda a: order[a["account"]])
+            account_section(a, report, hero=False) for a in sorted(shown, key=lambda a: order[a["account"]])
         )
+        if len(accounts) > DETAILED:
+            body += (
+                f"<p class='note'>Details for the {DETAILED} accounts with most posts; report.json has all "
+                f"{len(accounts)}.</p>"
+            )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"

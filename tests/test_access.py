@@ -171,6 +171,7 @@ def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Itera
 # docs page, its assets and spec, and a path that does not exist.
 GUARDED = [
     ("POST", "/classify"),
+    ("POST", "/audit"),
     ("GET", "/labels"),
     ("POST", "/score_archive"),
     ("POST", "/score_archive/submit"),
