@@ -353,3 +353,23 @@ def test_givetake_evaluate_records_the_rates_the_audit_uses(trained_run: Path, t
     (store_like / "metrics.json").write_text(json.dumps({"validation": metrics["validation"]}))
     (store_like / "eval" / "mine" / "eval_results.json").write_text(json.dumps(metrics["evaluations"]["my_posts"]))
     assert load_error_rates(store_like, LABELS).source == "mine"
+
+
+def test_read_posts_knows_a_linkedin_export_and_parquet(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shares = tmp_path / "Shares.csv"
+    with shares.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Date", "ShareLink", "ShareCommentary", "SharedUrl", "MediaUrl", "Visibility"])
+        w.writerow(["2023-02-01 09:30:00", "https://example.org/1", "buy our new course", "", "", "MEMBER_NETWORK"])
+        w.writerow(["2023-02-08 10:00:00", "https://example.org/2", "a tip on writing", "", "", "MEMBER_NETWORK"])
+    (acc,), summary = read_posts([shares], _FakeScorer(), progress=False)
+    assert acc.name == "Shares.csv" and acc.texts == ["buy our new course", "a tip on writing"]
+    assert acc.times == [datetime(2023, 2, 1, 9, 30, tzinfo=UTC), datetime(2023, 2, 8, 10, tzinfo=UTC)]
+    assert acc.predicted[:, [0, 2]].tolist() == [[1, 0], [0, 1]]
+    table = pa.table({"content": ["buy now", "tip: rest"], "handle": ["a", "b"], "timestamp": [1700000000, 1700086400]})
+    pq.write_table(table, tmp_path / "posts.parquet")
+    accounts, _ = read_posts([tmp_path / "posts.parquet"], _FakeScorer(), progress=False)
+    assert [(a.name, a.texts, a.times[0].day) for a in accounts] == [("a", ["buy now"], 14), ("b", ["tip: rest"], 15)]
