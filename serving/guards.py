@@ -6,7 +6,7 @@ ASGI middleware, registered on the BentoML service by ``serving/service.py`` (ou
 - :class:`JsonErrors`: every error reply is a JSON object with an ``error`` message (Starlette's
   own 404/405 replies are plain text), and every 503 carries ``Retry-After``;
 - :class:`RequireApiKey`: with ``GIVETAKE_API_KEY`` set, every path but ``/livez``, ``/readyz``,
-  ``/healthz`` and ``/metrics`` needs ``Authorization: Bearer <key>`` (401 otherwise);
+  ``/healthz``, ``/metrics`` and the static page ``/ui`` needs ``Authorization: Bearer <key>`` (401 otherwise);
 - :class:`LimitConcurrency`: at most ``GIVETAKE_MAX_CONCURRENCY`` requests in progress per worker;
   the next one gets an immediate 503 ``overloaded`` with ``Retry-After``;
 - :class:`LimitBodySize`: a body over ``GIVETAKE_MAX_BODY_MB`` (``GIVETAKE_MAX_UPLOAD_MB`` for

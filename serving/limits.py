@@ -21,9 +21,12 @@ MAX_CONCURRENCY_ENV = "GIVETAKE_MAX_CONCURRENCY"
 
 # Probes and scrapers must work without the key: an orchestrator's health checks and Prometheus
 # carry no secrets. /healthz is BentoML's older name for /livez.
-OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
-# The archive task takes a file; its synchronous twin /score_archive accepts the same upload.
-UPLOAD_PATHS = frozenset({"/score_archive/submit", "/score_archive"})
+# /ui is a static page with no data in it: a browser cannot send the key when it opens a page, so the
+# page asks for the key and sends it with every call it makes.
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/ui"})
+# The archive task takes a file; its synchronous twin /score_archive accepts the same upload, and so
+# does the feed audit.
+UPLOAD_PATHS = frozenset({"/score_archive/submit", "/score_archive", "/audit"})
 # The largest valid /classify body is 256 texts of 20,000 characters: 5 MB as ASCII, 20 MB as
 # 4-byte UTF-8, 29.3 MiB when a client escapes every character as \uXXXX (Python's json default).
 DEFAULT_MAX_BODY_MB = 32.0

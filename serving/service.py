@@ -3,6 +3,10 @@
 - ``POST /classify`` ``{"texts": [...]}`` -> one prediction per text, in input order. Concurrent
   requests share forward passes on one engine thread per core (``serving.batching.EngineThreads``).
 - ``GET /labels`` -> the label schema the model was trained on, with thresholds and the model tag.
+- ``POST /audit`` -> upload posts (a tweets.js, Shares.csv, CSV/JSONL/Parquet of one or many accounts):
+  is each account giving or taking? The audit's figures as JSON, or its HTML report for
+  ``Accept: text/html`` (the code of ``givetake audit``, :mod:`givetake.serving.feed`).
+- ``GET /ui`` -> a page for people: paste posts and see their labels, upload an archive and see its audit.
 - ``POST /score_archive/submit`` (a ``@bentoml.task``) -> upload a CSV/JSONL/Parquet/tweets.js file,
   poll ``GET /score_archive/status?task_id=...``, download ``GET /score_archive/get?task_id=...``.
 - BentoML's own ``/livez``, ``/readyz``, ``/metrics``, ``/docs.json`` and the docs page at ``/``.
@@ -27,7 +31,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from givetake.core.bundle import SCHEMA_ENV, open_model
@@ -37,9 +41,13 @@ from givetake.core.registry import promotion_info
 from givetake.core.resources import available_cores
 from givetake.errors import DataError
 from givetake.serving import bentoml_patches
+from givetake.serving.audit import DEFAULT_RULE, RULES
 from givetake.serving.batching import EngineThreads
+from givetake.serving.feed import audit_files, model_context
 from givetake.serving.guards import JsonErrors, LimitBodySize, LimitConcurrency, RequireApiKey, explain_validation
+from givetake.serving.report import render_html
 from givetake.serving.score import score_file
+from givetake.serving.ui import ui_page
 
 MAX_TEXTS = 256
 MAX_CHARS = 20_000
@@ -158,8 +166,12 @@ async def _labels(request: Request) -> JSONResponse:
     return JSONResponse(service.label_info)
 
 
-# BentoML APIs are POST-only, so the read-only GET /labels is a small mounted Starlette app.
-_get_routes = Starlette(routes=[Route("/labels", _labels, methods=["GET"])])
+async def _ui(request: Request) -> HTMLResponse:
+    return HTMLResponse(ui_page(), headers={"Cache-Control": "no-cache"})
+
+
+# BentoML APIs are POST-only, so the read-only GET /labels and GET /ui are a small mounted Starlette app.
+_get_routes = Starlette(routes=[Route("/labels", _labels, methods=["GET"]), Route("/ui", _ui, methods=["GET"])])
 
 
 class _QuietValidationErrors(logging.Filter):
@@ -246,6 +258,58 @@ class PostClassifier:
         """Label posts: for each text, the labels at or above threshold, every label's score, truncation."""
         # Plain dicts: BentoML validates the reply against list[Prediction] on its way out.
         return await self.engine.submit(texts)  # type: ignore[return-value]
+
+    @bentoml.api
+    async def audit(
+        self,
+        file: Annotated[
+            Path,
+            Field(
+                description="Posts: a tweets.js, a LinkedIn Shares.csv, or .csv/.jsonl/.parquet of one or more accounts"
+            ),
+        ],
+        context: bentoml.Context,
+        rule: Annotated[str, Field(description=f"Content-mix rule: {', '.join(RULES)}.")] = DEFAULT_RULE,
+        author_column: Annotated[
+            str, Field(description="Column naming each post's account; empty: found by name.")
+        ] = "",
+        time_column: Annotated[str, Field(description="Column with each post's time; empty: found by name.")] = "",
+        text_column: Annotated[str, Field(description="Column with the post text; empty: found by name.")] = "",
+    ) -> dict[str, Any]:
+        """Is each account in the upload giving or taking? Shares per label corrected for the model's errors,
+        the verdict against the rule, a timeline and examples: JSON, or the HTML report for Accept: text/html."""
+        import anyio
+
+        if rule not in RULES:
+            return _bad_request(context, f"rule {rule!r}: choose one of {', '.join(RULES)}")
+        if self._archive_slot is None:
+            self._archive_slot = anyio.Lock()
+        name = _upload_name(file)
+        # One upload at a time, shared with the archive task: an audit scores a whole archive too.
+        async with self._archive_slot:
+            try:
+                sides, errors, thresholds = model_context(self.predictor)
+                report = await anyio.to_thread.run_sync(
+                    lambda: audit_files(
+                        [file],
+                        self.engine,
+                        sides,
+                        errors,
+                        model_name=self.label_info["model"]["tag"] or self.reference,
+                        rule=rule,
+                        thresholds=thresholds,
+                        text_column=text_column or None,
+                        author_column=author_column or None,
+                        time_column=time_column or None,
+                        progress=False,
+                        names=[name],
+                    )
+                )
+            except DataError as exc:
+                return _bad_request(context, str(exc).replace(str(file), name))
+        if "text/html" in context.request.headers.get("accept", ""):
+            return HTMLResponse(render_html(report))  # type: ignore[return-value]
+        return JSONResponse(report)  # type: ignore[return-value]
 
     @bentoml.task
     async def score_archive(

@@ -43,6 +43,7 @@ POST = {"texts": ["Could you share this? My sister's dog went missing near the c
 # docs page, its assets and spec, and a path that does not exist.
 GUARDED = [
     ("POST", "/classify"),
+    ("POST", "/audit"),
     ("GET", "/labels"),
     ("POST", "/score_archive"),
     ("POST", "/score_archive/submit"),

@@ -45,6 +45,7 @@ OPERATIONS = [
     ("GET", "/livez"),
     ("GET", "/readyz"),
     ("POST", "/classify"),
+    ("POST", "/audit"),
     ("POST", "/score_archive"),
     ("POST", "/score_archive/submit"),
     ("GET", "/score_archive/status"),

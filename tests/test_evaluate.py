@@ -18,8 +18,13 @@ Y_PRED = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 0]])
 def test_known_answers() -> None:
     m = compute_metrics(Y_TRUE, Y_PRED, NAMES)
     # label a: TP 2, FP 1, FN 0 -> P 2/3, R 1, F1 0.8; label b: TP 1, FP 0, FN 1 -> P 1, R 0.5, F1 2/3
-    assert m["per_label"]["a"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
-    assert m["per_label"]["b"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    # Each label also records its confusion counts (the feed audit's error rates come from them).
+    assert m["per_label"]["a"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2, "tp": 2, "fp": 1, "fn": 0, "tn": 2}
+    )
+    assert m["per_label"]["b"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "tp": 1, "fp": 0, "fn": 1, "tn": 3}
+    )
     assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
     assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))  # TP 3, FP 1, FN 1
     assert m["exact_match"] == pytest.approx(3 / 5)

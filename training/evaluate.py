@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from givetake.core.error_rates import confusion_counts
 from givetake.core.predictor import Predictor
 from givetake.core.registry import read_metrics, write_metrics
 from givetake.core.thresholds import apply_thresholds
@@ -35,11 +36,24 @@ def compute_metrics(
 
     ``known`` (0/1, shape like ``y_true``) leaves out the cells where a label was not judged
     (data labelled before the label existed): each label is scored on its judged rows.
-    """
-    from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+    Each label also gets its confusion counts ``tp``, ``fp``, ``fn``, ``tn``: the feed audit
+    corrects its counted shares with the true and false positive rates they give
+    (:mod:`givetake.core.error_rates`).
+    """
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
+    metrics = _metrics(y_true, y_pred, label_names, known)
+    for name, counts in confusion_counts(y_true, y_pred, label_names, known).items():
+        metrics["per_label"][name].update(counts)
+    return metrics
+
+
+def _metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str], known: np.ndarray | None = None
+) -> dict[str, Any]:
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
     if known is not None and not np.asarray(known).all():
         return _masked_metrics(y_true, y_pred, label_names, np.asarray(known) > 0)
     p, r, f, s = precision_recall_fscore_support(
