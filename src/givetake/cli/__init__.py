@@ -2,7 +2,8 @@
 
 - :mod:`givetake.cli.train`: ``train``, ``evaluate``, ``baseline``, ``models``, ``export``;
 - :mod:`givetake.cli.serve`: ``serve``, ``score``;
-- :mod:`givetake.cli.labels`: ``import``, ``compare``, ``promote``, ``label-issues``, ``suggest``.
+- :mod:`givetake.cli.labels`: ``import``, ``compare``, ``promote``, ``label-issues``, ``suggest``;
+- :mod:`givetake.cli.bento`: ``bento``.
 
 Errors a user can act on are :class:`~givetake.errors.GivetakeError`: printed as one line, exit 2.
 The library never imports this package.
@@ -16,7 +17,7 @@ import sys
 
 import typer
 
-from givetake.cli import labels, serve, train
+from givetake.cli import bento, labels, serve, train
 from givetake.errors import GivetakeError
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.command()(labels.compare)
 app.command()(labels.promote)
 app.command(name="label-issues")(labels.label_issues)
 app.command()(labels.suggest)
+app.command()(bento.bento)
 
 
 def main() -> None:
