@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from givetake.core.predictor import Predictor
 from givetake.serving.service import EXAMPLE_TEXTS, MAX_TEXTS, MODEL_HEADER
-from tests.test_access import running_server
+from tests.test_access import AUTH, KEY, running_server, service_client
 from tests.test_service import ENGINE, client, predictor  # noqa: F401 - module fixtures shared
 
 
@@ -61,6 +61,13 @@ def test_predict_refuses_what_classify_refuses(client: TestClient, body: dict, s
     resp = client.post("/predict", json=body)
     assert resp.status_code == 400, resp.text
     assert says in resp.json()["error"] and "Traceback" not in resp.text
+
+
+def test_predict_needs_the_api_key_like_classify(trained_run: Path) -> None:
+    with service_client(trained_run, GIVETAKE_API_KEY=KEY) as keyed:
+        refused = keyed.post("/predict", json={"inputs": EXAMPLE_TEXTS[0]})
+        assert refused.status_code == 401 and "needs an API key" in refused.json()["error"]
+        assert keyed.post("/predict", json={"inputs": EXAMPLE_TEXTS[0]}, headers=AUTH).status_code == 200
 
 
 def test_inference_client_gets_givetakes_scores(
