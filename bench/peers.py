@@ -98,13 +98,15 @@ def pipeline_peer(run_dir: Path, port: int) -> Peer:
 def infinity_peer(executable: Path, run_dir: Path, port: int, engine: str) -> Peer:
     return Peer(
         name=f"infinity-emb ({engine})",
-        cmd=[str(executable), "v2", "--model-id", str(run_dir), "--engine", engine, "--port", str(port)]
-        + ["--host", HOST, "--batch-size", "32", "--no-bettertransformer"],
-        # optimum's engine looks for the ONNX file relative to where it is started.
+        # "." from inside the model directory: given the full path, optimum finds model.int8.onnx and then
+        # looks for it under the path a second time, and fails.
+        cmd=[str(executable), "v2", "--model-id", ".", "--engine", engine, "--port", str(port)]
+        # No warm-up: its warm-up posts are longer than the 128 positions the exported ONNX graph takes.
+        + ["--host", HOST, "--batch-size", "32", "--no-bettertransformer", "--no-model-warmup"],
         cwd=run_dir,
         ready="/health",
         path="/classify",
-        body=lambda texts: json.dumps({"model": str(run_dir), "input": texts}).encode(),
+        body=lambda texts: json.dumps({"model": ".", "input": texts}).encode(),
         scores=lambda reply: [{d["label"]: d["score"] for d in row} for row in json.loads(reply)["data"]],
     )
 
