@@ -41,6 +41,7 @@ OPERATIONS = [
     ("GET", "/livez"),
     ("GET", "/readyz"),
     ("POST", "/classify"),
+    ("POST", "/predict"),
     ("POST", "/score_archive"),
     ("POST", "/score_archive/submit"),
     ("GET", "/score_archive/status"),
