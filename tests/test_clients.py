@@ -16,7 +16,21 @@ from starlette.testclient import TestClient
 from givetake.core.predictor import Predictor
 from givetake.serving.service import EXAMPLE_TEXTS, MAX_TEXTS, MODEL_HEADER
 from tests.test_access import AUTH, KEY, running_server, service_client
-from tests.test_service import ENGINE, client, predictor  # noqa: F401 - module fixtures shared
+
+# fp32 ONNX: answers must not depend on which requests the server batches together.
+ENGINE = "onnx"
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run: Path) -> Predictor:
+    return Predictor(trained_run, engine=ENGINE)
+
+
+@pytest.fixture(scope="module")
+def client(trained_run: Path) -> Iterator[TestClient]:
+    """The service in-process on the tiny model's store tag (metrics off: one app per process has them)."""
+    with service_client("givetake:tiny", GIVETAKE_ENGINE=ENGINE) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +43,7 @@ def server(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 # ----------------------------------------------------------------------------------- POST /predict
 
 
-def test_predict_answers_in_hugging_faces_shape(client: TestClient, predictor: Predictor) -> None:  # noqa: F811
+def test_predict_answers_in_hugging_faces_shape(client: TestClient, predictor: Predictor) -> None:
     expected = predictor.predict(EXAMPLE_TEXTS[:2])
     for body, wanted in (({"inputs": EXAMPLE_TEXTS[0]}, expected[:1]), ({"inputs": EXAMPLE_TEXTS[:2]}, expected)):
         resp = client.post("/predict", json=body)
@@ -57,7 +71,7 @@ def test_predict_answers_in_hugging_faces_shape(client: TestClient, predictor: P
         ({"inputs": "ok", "parameters": {"top_k": 0}}, "top_k"),
     ],
 )
-def test_predict_refuses_what_classify_refuses(client: TestClient, body: dict, says: str) -> None:  # noqa: F811
+def test_predict_refuses_what_classify_refuses(client: TestClient, body: dict, says: str) -> None:
     resp = client.post("/predict", json=body)
     assert resp.status_code == 400, resp.text
     assert says in resp.json()["error"] and "Traceback" not in resp.text
@@ -72,7 +86,7 @@ def test_predict_needs_the_api_key_like_classify(trained_run: Path) -> None:
 
 def test_inference_client_gets_givetakes_scores(
     server: str,
-    predictor: Predictor,  # noqa: F811
+    predictor: Predictor,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from huggingface_hub import InferenceClient, constants
@@ -120,7 +134,7 @@ def test_archive_status_reports_rows_read_and_scored_while_the_job_runs(server: 
     assert result.headers[MODEL_HEADER] and result.headers["x-givetake-rows-read"] == str(rows)
 
 
-def test_a_failed_archive_job_ends_failed_with_the_reason(client: TestClient) -> None:  # noqa: F811
+def test_a_failed_archive_job_ends_failed_with_the_reason(client: TestClient) -> None:
     resp = client.post("/score_archive/submit", files={"file": ("posts.csv", b"id,body\n1,hello\n")})
     task_id = resp.json()["task_id"]
     deadline = time.monotonic() + 30
