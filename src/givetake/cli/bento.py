@@ -62,6 +62,7 @@ def bento(
     Python requirements (torch pinned); see docs/serving.md.
     """
     import bentoml  # lazily: start-up time of the other commands
+    from bentoml.exceptions import BentoMLException
 
     tag = exact_tag(model or default_model())
     ctx = build_ctx.resolve()
@@ -75,7 +76,12 @@ def bento(
     with tempfile.TemporaryDirectory() as tmp:
         bentofile = Path(tmp, BENTOFILE)
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        built = bentoml.bentos.build_bentofile(str(bentofile), build_ctx=str(ctx), version=version or tag.split(":")[1])
+        try:
+            built = bentoml.bentos.build_bentofile(
+                str(bentofile), build_ctx=str(ctx), version=version or tag.split(":")[1]
+            )
+        except BentoMLException as exc:
+            raise ConfigError(f"bentoml build failed: {exc}") from None
     typer.echo(f"built {built.tag} with {tag} in {built.path}")
     typer.echo(f"serve it:        bentoml serve {built.tag} --port 3000")
     typer.echo(f"image (Docker):  bentoml containerize {built.tag}")
