@@ -282,9 +282,12 @@ class PostClassifier:
             if stamp == seen:
                 continue
             seen = stamp
-            tag = live_tag()
-            if tag is not None and tag != self.label_info["model"]["tag"]:
-                self.swap_to(tag)
+            try:
+                tag = live_tag()
+                if tag is not None and tag != self.label_info["model"]["tag"]:
+                    self.swap_to(tag)
+            except Exception:  # the watcher must outlive anything a promotion can throw at it
+                logger.exception("following promotions: could not act on %s", live_file())
 
     def swap_to(self, tag: str) -> bool:
         """Load, check and warm the model ``tag``, then serve it; False (old model kept) when it fails a check."""
