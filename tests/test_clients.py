@@ -144,3 +144,16 @@ def test_a_failed_archive_job_ends_failed_with_the_reason(client: TestClient) ->
         time.sleep(0.05)
     assert status["status"] == "failed"
     assert status["error"].startswith("posts.csv: no column 'text'"), status
+
+
+@pytest.mark.parametrize("value", ["0", "257", "eight", "1.5"])
+def test_a_bad_call_size_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from givetake.serving.service import _call_posts
+
+    monkeypatch.setenv("GIVETAKE_CALL_POSTS", value)
+    with pytest.raises(ValueError, match=f"GIVETAKE_CALL_POSTS={value!r} must be a whole number from 1 to 256"):
+        _call_posts()
+    monkeypatch.setenv("GIVETAKE_CALL_POSTS", "8")
+    assert _call_posts() == 8
+    monkeypatch.delenv("GIVETAKE_CALL_POSTS")
+    assert _call_posts() == 256
