@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export BENTOML_DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve model test test-slow lint format labels-table quality bench load clean
+.PHONY: install serve model bento test test-slow lint format labels-table quality bench load peers clean
 
 # torch is pinned and installed first: on these machines torch==2.13.0 is a CPU wheel on disk,
 # while an open range lets pip pull the CUDA build and several GB of packages.
@@ -36,6 +36,10 @@ model: install
 
 serve: model
 	$(GIVETAKE) serve
+
+# A Bento of the service with the promoted model (else givetake:latest); docs/serving.md.
+bento: model
+	$(GIVETAKE) bento
 
 # Tiers (markers in pyproject.toml): `make test` runs the unit and asgi tests and ONE real-server
 # smoke test (the default selection); `make test-slow` the other real-server tests and the slow ones.
@@ -76,6 +80,11 @@ bench: install
 # 64 clients on `givetake serve` for 60 s, loopback only, stops by itself -> bench/RESULTS.md (needs ../shared).
 load: install
 	$(PY) bench/load.py --model $(BENCH_MODEL) --raw $(SHARED)/data/raw
+
+# givetake against a transformers.pipeline server and infinity-emb (when installed, see the script) on
+# the same weights, 1/8/32 clients, two rounds -> bench/RESULTS.md (needs ../shared). About 6 minutes.
+peers: install
+	$(PY) bench/peers.py --model $(BENCH_MODEL) --raw $(SHARED)/data/raw
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -45,13 +45,22 @@ class _Request:
     """One caller's texts, the results filled in as its pieces are scored, and where they go.
 
     ``future`` is an asyncio future of ``loop`` (a request from :meth:`GreedyBatcher.submit`), or a
-    ``concurrent.futures.Future`` when ``loop`` is None (from :meth:`GreedyBatcher.run`).
+    ``concurrent.futures.Future`` when ``loop`` is None (from :meth:`GreedyBatcher.run`). ``predict``
+    is the batcher's model when the request was queued: all of its pieces are scored by it, even
+    when :meth:`GreedyBatcher.swap` changes the model meanwhile.
     """
 
-    __slots__ = ("texts", "future", "loop", "results", "unscored")
+    __slots__ = ("texts", "future", "loop", "results", "unscored", "predict")
 
-    def __init__(self, texts: list[str], future: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(
+        self,
+        texts: list[str],
+        future: Any,
+        loop: asyncio.AbstractEventLoop | None,
+        predict: Callable[[list[str]], Sequence[Any]],
+    ) -> None:
         self.texts = texts
+        self.predict = predict
         self.future = future
         self.loop = loop
         self.results: list[Any] = [None] * len(texts)
@@ -142,18 +151,32 @@ class GreedyBatcher:
 
     async def submit(self, texts: list[str]) -> list[Any]:
         """The results for ``texts``, in order, scored with whatever else is queued (from an event loop)."""
-        if not texts:
-            return []
+        return (await self.submit_traced(texts))[1]
+
+    async def submit_traced(self, texts: list[str]) -> tuple[Callable[[list[str]], Sequence[Any]], list[Any]]:
+        """Like :meth:`submit`, with the ``predict`` that scored every one of ``texts`` (see :meth:`swap`)."""
         loop = asyncio.get_running_loop()
-        request = _Request(list(texts), loop.create_future(), loop)
+        request = _Request(list(texts), loop.create_future(), loop, self.predict)
+        if not texts:
+            return request.predict, []
         self._enqueue(request)
-        return await request.future  # type: ignore[no-any-return]
+        return request.predict, await request.future
+
+    def swap(self, predict: Callable[[list[str]], Sequence[Any]]) -> Callable[[list[str]], Sequence[Any]]:
+        """Score requests queued from now on with ``predict``; return the one it replaces.
+
+        Requests already queued or running finish with the model they were queued for: a call never
+        mixes requests of two models, so the swap happens between calls, without a pause.
+        """
+        with self._ready:
+            old, self.predict = self.predict, predict
+        return old
 
     def run(self, texts: list[str]) -> list[Any]:
         """The results for ``texts``, like :meth:`submit` but blocking: for threads other than the runners."""
         if not texts:
             return []
-        request = _Request(list(texts), Future(), None)
+        request = _Request(list(texts), Future(), None, self.predict)
         self._enqueue(request)
         return request.future.result()  # type: ignore[no-any-return]
 
@@ -161,6 +184,7 @@ class GreedyBatcher:
         with self._ready:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
+            request.predict = self.predict  # under the lock: a swap now cannot be half seen
             if not self._started:
                 self._started = True
                 for number in range(self.runners):
@@ -193,6 +217,8 @@ class GreedyBatcher:
                 self._queue.popleft()
                 self._queued_posts -= len(piece)
                 continue
+            if batch and piece.request.predict is not batch[0].request.predict:
+                break  # queued for another model (a swap happened): it starts the next call
             take = self._portion(len(piece), share - posts, first=not batch)
             if take == 0:
                 break
@@ -220,7 +246,7 @@ class GreedyBatcher:
                     self._ready.notify()  # the rest is another idle runner's share
             texts = [t for piece in batch for t in piece.request.texts[piece.start : piece.end]]
             try:
-                results: Sequence[Any] | Exception = self.predict(texts)
+                results: Sequence[Any] | Exception = batch[0].request.predict(texts)
             except Exception as exc:  # every waiting request gets the failure, none hangs
                 results = exc
             done: list[_Request] = []
@@ -289,6 +315,24 @@ class EngineThreads:
     async def submit(self, texts: list[str]) -> list[dict[str, Any]]:
         """Predictions for ``texts``, queued with everything else (from an event loop)."""
         return await self.batcher.submit(texts)
+
+    async def submit_traced(self, texts: list[str]) -> tuple[Predictor, list[dict[str, Any]]]:
+        """Like :meth:`submit`, with the predictor that made every one of the predictions."""
+        predict, results = await self.batcher.submit_traced(texts)
+        return predict.__self__, results  # type: ignore[attr-defined]
+
+    def swap(self, predictor: Predictor) -> Predictor:
+        """Serve ``predictor`` from the next call on; requests queued before finish on the old one.
+
+        ``predictor`` must have as many ``calls`` as the one it replaces (one per engine thread).
+        Returns the predictor replaced.
+        """
+        if predictor.calls != self.predictor.calls:
+            raise ValueError(f"the new predictor makes {predictor.calls} calls, the threads {self.predictor.calls}")
+        old = self.predictor
+        self.batcher.swap(predictor.predict)
+        self.predictor = predictor
+        return old
 
     def close(self) -> None:
         """Stop the engine threads once the queue is empty."""

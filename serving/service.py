@@ -2,33 +2,48 @@
 
 - ``POST /classify`` ``{"texts": [...]}`` -> one prediction per text, in input order. Concurrent
   requests share forward passes on one engine thread per core (``serving.batching.EngineThreads``).
+- ``POST /predict`` ``{"inputs": "text" or [...]}`` -> per text, every label with its sigmoid score,
+  highest first: Hugging Face's text-classification shape (TEI, ``InferenceClient.text_classification``).
 - ``GET /labels`` -> the label schema the model was trained on, with thresholds and the model tag.
 - ``POST /audit`` -> upload posts (a tweets.js, Shares.csv, CSV/JSONL/Parquet of one or many accounts):
   is each account giving or taking? The audit's figures as JSON, or its HTML report for
   ``Accept: text/html`` (the code of ``givetake audit``, :mod:`givetake.serving.feed`).
 - ``GET /ui`` -> a page for people: paste posts and see their labels, upload an archive and see its audit.
 - ``POST /score_archive/submit`` (a ``@bentoml.task``) -> upload a CSV/JSONL/Parquet/tweets.js file,
-  poll ``GET /score_archive/status?task_id=...``, download ``GET /score_archive/get?task_id=...``.
+  poll ``GET /score_archive/status?task_id=...`` (with rows read and scored so far), download
+  ``GET /score_archive/get?task_id=...``.
 - BentoML's own ``/livez``, ``/readyz``, ``/metrics``, ``/docs.json`` and the docs page at ``/``.
 
+Every answer of the model carries ``X-Givetake-Model``: the tag (or directory) of the model that made it.
+
 The model comes from ``GIVETAKE_MODEL`` (a BentoML tag or a run directory; default
-``givetake:latest``) and is loaded once per worker. Start it with ``givetake serve``.
+``givetake:latest``) and is loaded once per worker. Start it with ``givetake serve``. With
+``GIVETAKE_FOLLOW_LIVE=1`` (``givetake serve`` without ``--model``) each worker watches the promotion
+record and swaps a newly promoted model in between forward passes, once it has loaded, passed the
+start-up checks and scored the example posts (:meth:`PostClassifier.follow_live`).
 
 This module is imported by the BentoML server: no ``from __future__ import annotations`` here,
 because BentoML reads the API signatures' annotations to build request and response models.
 """
 
 import functools
+import json
 import logging
+import math
 import os
 import re
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import bentoml
 from bentoml.exceptions import BentoMLException
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -37,22 +52,30 @@ from starlette.routing import Route
 from givetake.core.bundle import SCHEMA_ENV, open_model
 from givetake.core.predictor import Predictor
 from givetake.core.records import input_format
-from givetake.core.registry import promotion_info
+from givetake.core.registry import live_file, live_tag, promotion_info
 from givetake.core.resources import available_cores
-from givetake.errors import DataError
+from givetake.errors import DataError, GivetakeError, ModelLoadError
 from givetake.serving import bentoml_patches
 from givetake.serving.audit import DEFAULT_RULE, RULES
 from givetake.serving.batching import EngineThreads
 from givetake.serving.feed import audit_files, model_context
 from givetake.serving.guards import JsonErrors, LimitBodySize, LimitConcurrency, RequireApiKey, explain_validation
 from givetake.serving.report import render_html
-from givetake.serving.score import score_file
+from givetake.serving.score import score_file, side_paths
 from givetake.serving.ui import ui_page
 
 MAX_TEXTS = 256
 MAX_CHARS = 20_000
 WORKERS_ENV = "GIVETAKE_WORKERS"
 TRACE_ENV = "GIVETAKE_TRACE"
+FOLLOW_ENV = "GIVETAKE_FOLLOW_LIVE"
+# The engine asked for (``auto`` or a name) when following: a promoted model need not have the
+# engine file the first one had.
+SWAP_ENGINE_ENV = "GIVETAKE_SWAP_ENGINE"
+MODEL_HEADER = "X-Givetake-Model"
+CALL_POSTS_ENV = "GIVETAKE_CALL_POSTS"
+# How often a following worker looks at the promotion record's modification time (one stat call).
+LIVE_POLL_S = 1.0
 # Archive chunks queue with /classify requests for the same engines; small chunks let those in between.
 ARCHIVE_CHUNK_SIZE = 64
 EXAMPLE_TEXTS = [
@@ -63,6 +86,8 @@ EXAMPLE_TEXTS = [
     "@user Sorry your parcel is late! Please DM us the order number and we'll chase it today.",
 ]
 EXAMPLE_INPUT: dict[str, list[str]] = {"texts": EXAMPLE_TEXTS}
+# The server's logger: BentoML's handlers print the "bentoml" tree in every worker.
+logger = logging.getLogger("bentoml.givetake")
 _MEDIA_TYPES = {
     ".csv": "text/csv",
     ".jsonl": "application/x-ndjson",
@@ -79,6 +104,24 @@ def _not_blank(text: str) -> str:
 
 # strict: a number or null is an error to report, not a value to coerce into a string.
 PostText = Annotated[str, Field(strict=True, max_length=MAX_CHARS), AfterValidator(_not_blank)]
+
+
+class LabelScore(BaseModel):
+    """One label and its score, as Hugging Face's text-classification answers."""
+
+    label: str
+    score: float = Field(description="Independent sigmoid probability (not a softmax).")
+
+
+class PredictParameters(BaseModel):
+    """The parameters of Hugging Face's text-classification requests that givetake honours."""
+
+    # Other inference servers' parameters (truncate, raw_scores...) are accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+    top_k: int | None = Field(default=None, ge=1, description="Only the k highest-scoring labels.")
+    function_to_apply: Literal["sigmoid"] | None = Field(
+        default=None, description="givetake's scores are independent sigmoids; only 'sigmoid' is offered."
+    )
 
 
 class Prediction(BaseModel):
@@ -111,6 +154,25 @@ def _workers() -> int:
     if workers < 1:
         raise ValueError(f"{WORKERS_ENV}={raw!r} must be a whole number of at least 1")
     return workers
+
+
+def _call_posts() -> int:
+    """Posts per forward call at most: ``GIVETAKE_CALL_POSTS``, default 256 (one full request).
+
+    A tuning knob for tail latency under many one-post clients: smaller calls narrow the spread
+    between a request that starts at once and one that waits for a call in progress, but split
+    bigger requests into more calls, which pad more. Measured on a loaded shared machine
+    (bench/RESULTS.md, "call size"), 8 cut p99 at 32 one-post clients by about a fifth at the same
+    throughput; the default stays 256 until an idle machine confirms it.
+    """
+    raw = os.environ.get(CALL_POSTS_ENV, "").strip()
+    try:
+        posts = int(raw) if raw else MAX_TEXTS
+    except ValueError:
+        posts = 0
+    if not 1 <= posts <= MAX_TEXTS:
+        raise ValueError(f"{CALL_POSTS_ENV}={raw!r} must be a whole number from 1 to {MAX_TEXTS}")
+    return posts
 
 
 def _tracing() -> dict[str, Any]:
@@ -163,7 +225,11 @@ async def _labels(request: Request) -> JSONResponse:
     service = bentoml.get_current_service()
     if service is None:  # pragma: no cover - only before startup finishes
         return JSONResponse({"error": "the service is still starting"}, status_code=503)
-    return JSONResponse(service.label_info)
+    info = service.label_info
+    model = {**info["model"], **promotion_info(info["model"]["tag"]), "follows_live": service.follows_live}
+    if service.last_swap is not None:
+        model["last_swap"] = service.last_swap
+    return JSONResponse({**info, "model": model}, headers={MODEL_HEADER: service.model_name(service.engine.predictor)})
 
 
 async def _ui(request: Request) -> HTMLResponse:
@@ -192,6 +258,11 @@ class _QuietValidationErrors(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietValidationErrors())
 
 
+# Checked on import, like the worker count: a bad value stops `bentoml serve` once, instead of
+# failing every worker BentoML restarts.
+_call_posts()
+
+
 @bentoml.asgi_app(_get_routes, path="/", name="labels")
 # No traffic.max_concurrency: BentoML answers it with a 429 that has no Retry-After, from outside the
 # service's middleware; serving.security.LimitConcurrency gives a 503 "overloaded" with Retry-After.
@@ -209,6 +280,12 @@ class PostClassifier:
         # time on all of the worker's cores.
         cores = max(1, available_cores() // _workers())
         self.predictor = Predictor(bundle, threads=cores, calls=cores)
+        self._cores = cores
+        # What each predictor is called in X-Givetake-Model (the exact tag, else the directory).
+        self._names: weakref.WeakKeyDictionary[Predictor, str] = weakref.WeakKeyDictionary()
+        self._names[self.predictor] = _model_tag(self.reference) or str(self.predictor.model_dir)
+        self.last_swap: dict[str, Any] | None = None
+        self.follows_live = os.environ.get(FOLLOW_ENV, "").strip() == "1"
         self._archive_slot: Any = None
         # Concurrent /classify requests and archive chunks share forward passes (serving/batching.py
         # says why not BentoML's adaptive batching, and why nothing waits for a batch to fill). A
@@ -216,31 +293,76 @@ class PostClassifier:
         # before padding, so bigger calls pad less (measured with BentoML's batching, 32 clients
         # sending 8 posts each: 118 and 159 posts/s with 256 against 74 and 85 with 32).
         _batch_metrics()  # registered here, once: the engine threads would race to register them
-        self.engine = EngineThreads(self.predictor, max_posts=MAX_TEXTS, on_batch=_observe_batch)
-        schema = self.predictor.schema
-        self.label_info: dict[str, Any] = {
-            "model": {
-                "reference": self.reference,
-                "tag": _model_tag(self.reference),
-                "path": str(self.predictor.model_dir),
-                "max_length": self.predictor.max_length,
-                "head_tokens": self.predictor.head_tokens,
-                "engine": self.predictor.engine,
-                # Whether this is the model `givetake promote` marked live (read at startup).
-                **promotion_info(_model_tag(self.reference)),
-            },
-            "schema": {"name": schema.name, "version": schema.version, "description": schema.description},
-            "labels": [
-                {
-                    "name": spec.name,
-                    "side": spec.side,
-                    "summary": spec.summary,
-                    "definition": spec.definition,
-                    "threshold": round(float(self.predictor.thresholds[spec.name]), 4),
-                }
-                for spec in schema.labels
-            ],
-        }
+        self.engine = EngineThreads(self.predictor, max_posts=_call_posts(), on_batch=_observe_batch)
+        self.label_info: dict[str, Any] = _describe(self.reference, self.predictor)
+        if self.follows_live:
+            threading.Thread(target=self.follow_live, name="givetake-follow-live", daemon=True).start()
+
+    def model_name(self, predictor: Predictor) -> str:
+        """What ``X-Givetake-Model`` says for answers of ``predictor``."""
+        return self._names.get(predictor) or str(predictor.model_dir)
+
+    def follow_live(self) -> None:
+        """Watch the promotion record (its modification time, every ``LIVE_POLL_S``); swap promoted models in.
+
+        Runs on its own thread for the life of the worker. A promoted model other than the one
+        served is loaded with the same checks as at start-up (:func:`open_model`, the engine's
+        parity record), must have the served model's labels, and must score the example posts with
+        finite probabilities; then it is swapped in between forward passes (requests already queued
+        finish on the old model). A model that fails is not swapped in: the old one keeps serving,
+        and the log and ``GET /labels`` (``model.last_swap``) say why.
+        """
+        seen: int | None = None
+        while True:
+            time.sleep(LIVE_POLL_S)
+            try:
+                stamp: int | None = live_file().stat().st_mtime_ns
+            except OSError:
+                stamp = None
+            if stamp == seen:
+                continue
+            seen = stamp
+            try:
+                tag = live_tag()
+                if tag is not None and tag != self.label_info["model"]["tag"]:
+                    self.swap_to(tag)
+            except Exception:  # the watcher must outlive anything a promotion can throw at it
+                logger.exception("following promotions: could not act on %s", live_file())
+
+    def swap_to(self, tag: str) -> bool:
+        """Load, check and warm the model ``tag``, then serve it; False (old model kept) when it fails a check."""
+        started = time.monotonic()
+        old = self.engine.predictor
+        logger.info("model %s was promoted: loading it (still serving %s)", tag, self.model_name(old))
+        try:
+            bundle = open_model(tag, os.environ.get(SCHEMA_ENV) or None)
+            engine = os.environ.get(SWAP_ENGINE_ENV) or "auto"
+            predictor = Predictor(bundle, threads=self._cores, calls=self._cores, engine=engine)
+            if predictor.labels != old.labels:
+                raise ModelLoadError(
+                    f"its labels ({', '.join(predictor.labels)}) are not the served model's "
+                    f"({', '.join(old.labels)}); restart the server to change the label set"
+                )
+            if predictor.calls != old.calls:
+                raise ModelLoadError(
+                    f"its engine {predictor.engine} runs {predictor.calls} call(s) at a time, the server's "
+                    f"engine threads {old.calls}; restart the server to change engines"
+                )
+            _check_warm_up(predictor)
+        except Exception as exc:  # any failure keeps the old model serving
+            reason = str(exc) if isinstance(exc, GivetakeError | ValueError) else f"{type(exc).__name__}: {exc}"
+            kept = self.model_name(old)
+            logger.error("promoted model %s was NOT swapped in; still serving %s: %s", tag, kept, reason)
+            self.last_swap = {"tag": tag, "swapped": False, "reason": reason, "at": _now()}
+            return False
+        self._names[predictor] = tag
+        label_info = _describe(tag, predictor)
+        self.engine.swap(predictor)
+        self.predictor, self.reference, self.label_info = predictor, tag, label_info
+        seconds = time.monotonic() - started
+        logger.info("now serving %s (was %s); loaded, checked and warmed in %.1f s", tag, self._names.get(old), seconds)
+        self.last_swap = {"tag": tag, "swapped": True, "replaced": self._names.get(old), "at": _now()}
+        return True
 
     @bentoml.api
     async def classify(
@@ -254,10 +376,44 @@ class PostClassifier:
                 examples=[EXAMPLE_TEXTS],
             ),
         ],
+        context: bentoml.Context,
     ) -> list[Prediction]:
         """Label posts: for each text, the labels at or above threshold, every label's score, truncation."""
+        predictor, results = await self.engine.submit_traced(texts)
+        context.response.headers[MODEL_HEADER] = self.model_name(predictor)
         # Plain dicts: BentoML validates the reply against list[Prediction] on its way out.
-        return await self.engine.submit(texts)  # type: ignore[return-value]
+        return results  # type: ignore[return-value]
+
+    @bentoml.api
+    async def predict(
+        self,
+        inputs: Annotated[
+            PostText | Annotated[list[PostText], Field(min_length=1, max_length=MAX_TEXTS)],
+            Field(
+                description=f"One post, or 1 to {MAX_TEXTS} posts, each non-empty and at most {MAX_CHARS} characters.",
+                examples=[EXAMPLE_TEXTS[0]],
+            ),
+        ],
+        context: bentoml.Context,
+        parameters: PredictParameters | None = None,
+    ) -> list[list[LabelScore]]:
+        """Hugging Face's text-classification shape: for each text, every label and its sigmoid score, highest first.
+
+        What ``huggingface_hub.InferenceClient("http://HOST:PORT/predict").text_classification(text)``
+        and text-embeddings-inference clients send; the same limits and errors as ``/classify``.
+        """
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        predictor, results = await self.engine.submit_traced(texts)
+        context.response.headers[MODEL_HEADER] = self.model_name(predictor)
+        top_k = parameters.top_k if parameters is not None else None
+        answers = [
+            [
+                {"label": label, "score": score}
+                for label, score in sorted(r["scores"].items(), key=lambda item: -item[1])[:top_k]
+            ]
+            for r in results
+        ]
+        return answers  # type: ignore[return-value]
 
     @bentoml.api
     async def audit(
@@ -331,11 +487,14 @@ class PostClassifier:
             return _bad_request(context, str(exc).replace(str(file), _upload_name(file)))
         suffix = ".jsonl" if kind == "tweets" else file.suffix
         output = Path(context.temp_dir) / f"scored{suffix}"
+        progress = _TaskProgress.for_task(getattr(context.request.state, "task_id", None))
+        progress.write({"state_file": str(side_paths(output)["state"])})
         if self._archive_slot is None:
             self._archive_slot = anyio.Lock()
         # One archive at a time: a second upload waits (status in_progress) instead of halving
         # the speed of both and of /classify.
         async with self._archive_slot:
+            engine_model = self.model_name(self.engine.predictor)
             try:
                 summary = await anyio.to_thread.run_sync(
                     lambda: score_file(
@@ -349,7 +508,13 @@ class PostClassifier:
                     )
                 )
             except DataError as exc:
-                return _bad_request(context, str(exc).replace(str(file), _upload_name(file)))
+                message = str(exc).replace(str(file), _upload_name(file))
+                progress.write({"error": message})
+                return _bad_request(context, message)
+            except Exception as exc:
+                progress.write({"error": f"scoring failed: {type(exc).__name__}: {exc}"})
+                raise
+        progress.write({"rows_read": summary.read, "rows_scored": summary.scored, "rows_errors": summary.errors})
         # The file's bytes, not the Path: BentoML 1.4 stores a task's result by replaying the
         # response with a minimal ASGI scope, which Starlette's FileResponse rejects (KeyError 'method').
         # BentoML passes a Response through untouched; the Path annotation documents the API.
@@ -361,8 +526,144 @@ class PostClassifier:
                 "X-Givetake-Rows-Read": str(summary.read),
                 "X-Givetake-Rows-Scored": str(summary.scored),
                 "X-Givetake-Rows-Errors": str(summary.errors),
+                MODEL_HEADER: engine_model,
             },
         )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _describe(reference: str, predictor: Predictor) -> dict[str, Any]:
+    """What ``GET /labels`` says about the model ``reference`` loaded in ``predictor``."""
+    schema = predictor.schema
+    return {
+        "model": {
+            "reference": reference,
+            "tag": _model_tag(reference),
+            "path": str(predictor.model_dir),
+            "max_length": predictor.max_length,
+            "head_tokens": predictor.head_tokens,
+            "engine": predictor.engine,
+        },
+        "schema": {"name": schema.name, "version": schema.version, "description": schema.description},
+        "labels": [
+            {
+                "name": spec.name,
+                "side": spec.side,
+                "summary": spec.summary,
+                "definition": spec.definition,
+                "threshold": round(float(predictor.thresholds[spec.name]), 4),
+            }
+            for spec in schema.labels
+        ],
+    }
+
+
+def _check_warm_up(predictor: Predictor) -> None:
+    """Score the example posts (which also warms the engine); raise when an answer is not a probability."""
+    for prediction in predictor.predict(EXAMPLE_TEXTS):
+        bad = [k for k, v in prediction["scores"].items() if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
+        if bad or list(prediction["scores"]) != predictor.labels:
+            raise ModelLoadError(f"scoring the example posts gave no probability for {', '.join(bad) or 'some labels'}")
+
+
+class _TaskProgress:
+    """Where an archive task's progress is kept, beside BentoML's task database (so every worker sees it).
+
+    The file holds the path of ``score_file``'s progress file while the task runs (rows read and
+    scored so far are read from there), then the final counts or the reason it failed.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    @staticmethod
+    def folder() -> Path:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        return Path(str(BentoMLContainer.result_store_file.get()) + ".progress")
+
+    @classmethod
+    def for_task(cls, task_id: str | None) -> "_TaskProgress":
+        # Task ids are BentoML's uuid hex strings; anything else is not used in a path.
+        if not task_id or not re.fullmatch(r"[\w-]{1,64}", task_id):
+            return cls(None)
+        return cls(cls.folder() / f"{task_id}.json")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record), encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError as exc:  # progress is a courtesy: never fail the job for it
+            logger.warning("cannot record the progress of an archive task: %s", exc)
+
+    def read(self) -> dict[str, Any]:
+        """``rows_read``, ``rows_scored``, ``rows_errors`` so far and/or ``error``; empty when unknown."""
+        if self.path is None:
+            return {}
+        try:
+            record: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+            state_file = record.pop("state_file", None)
+            if state_file is not None:
+                state = json.loads(Path(state_file).read_text(encoding="utf-8"))
+                record = {
+                    "rows_read": state["rows_read"],
+                    "rows_scored": state["scored"],
+                    "rows_errors": state["errors"],
+                }
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return record
+
+
+class ArchiveStatus:
+    """ASGI middleware: ``GET /score_archive/status`` adds the job's progress to BentoML's answer.
+
+    While the job runs: ``rows_read``, ``rows_scored`` and ``rows_errors`` so far; when it has
+    ended, the final counts, or ``error`` with the reason it failed.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != "/score_archive/status":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def hold(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    await _send_with_progress(send, start, b"".join(chunks))
+            else:
+                await send(message)
+
+        await self.app(scope, receive, hold)
+
+
+async def _send_with_progress(send: Any, start: dict[str, Any], body: bytes) -> None:
+    try:
+        status = json.loads(body)
+        extra = _TaskProgress.for_task(status.get("task_id")).read() if start.get("status") == 200 else {}
+    except (ValueError, AttributeError):
+        extra = {}
+    if extra:
+        body = json.dumps({**status, **extra}).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        start = {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
 
 
 def _upload_name(file: Path) -> str:
@@ -386,9 +687,10 @@ def _bad_request(context: bentoml.Context, message: str) -> Any:
 # Outermost first (BentoML keeps the order): JSON errors (readable 400s among them), API key, overload
 # limit, body size limit; and the fixes to BentoML's multipart parsing and request logging.
 bentoml_patches.apply()
-for _guard in (JsonErrors, RequireApiKey, LimitConcurrency, LimitBodySize):
+for _guard in (JsonErrors, RequireApiKey, LimitConcurrency, LimitBodySize, ArchiveStatus):
     PostClassifier.add_asgi_middleware(_guard)  # type: ignore[attr-defined]
 # BentoML works out a response's media type from the output model's JSON schema, rebuilt on every
 # reply unless the type says it; py-spy under 32 clients found that rebuild taking 21% of the server's
 # event-loop thread. The reply is always a JSON list of predictions.
-PostClassifier.apis["classify"].output_spec.media_type = "application/json"  # type: ignore[attr-defined]
+for _api in ("classify", "predict"):
+    PostClassifier.apis[_api].output_spec.media_type = "application/json"  # type: ignore[attr-defined]

@@ -46,6 +46,7 @@ OPERATIONS = [
     ("GET", "/readyz"),
     ("POST", "/classify"),
     ("POST", "/audit"),
+    ("POST", "/predict"),
     ("POST", "/score_archive"),
     ("POST", "/score_archive/submit"),
     ("GET", "/score_archive/status"),

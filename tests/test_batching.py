@@ -213,3 +213,28 @@ def test_engine_threads_split_a_big_call_and_keep_each_text_s_answer(trained_run
         assert engines.model_dir.samefile(trained_run)
     finally:
         engines.close()
+
+
+def test_a_swap_takes_effect_between_calls_and_never_mixes_models() -> None:
+    old, new = SlowEcho(), SlowEcho()
+    batcher = GreedyBatcher(old, max_posts=4, min_piece=1)
+
+    async def scenario() -> list[tuple[object, list[str]]]:
+        old.gate.clear()
+        first = asyncio.create_task(batcher.submit_traced(["a"]))
+        await _wait_for(lambda: batcher._started and not batcher._queue)  # "a" is being scored by old
+        # Queued before the swap: "b".."f" (split over two calls of at most 4), all for the old model.
+        before = asyncio.create_task(batcher.submit_traced(["b", "c", "d", "e", "f"]))
+        await asyncio.sleep(0.02)
+        assert batcher.swap(new) is old
+        after = asyncio.create_task(batcher.submit_traced(["g", "h"]))
+        await asyncio.sleep(0.02)
+        old.gate.set()
+        return [await first, await before, await after]
+
+    results = asyncio.run(scenario())
+    batcher.close()
+    assert results == [(old, ["A"]), (old, ["B", "C", "D", "E", "F"]), (new, ["G", "H"])]
+    # Every piece of the request queued before the swap went to the old model; no call mixed the two.
+    assert old.calls == [["a"], ["b", "c", "d", "e"], ["f"]]
+    assert new.calls == [["g", "h"]]

@@ -104,5 +104,8 @@ def promote(
     history.append({k: record[k] for k in ("tag", "promoted_at", "forced")})
     record["history"] = history
     write_live(record)
-    lines.append(f"promoted {candidate} (recorded in {live_file()}); `givetake serve` serves it from its next start")
+    lines.append(
+        f"promoted {candidate} (recorded in {live_file()}); a running `givetake serve` started without --model "
+        "swaps it in within seconds, once it has loaded and passed its checks"
+    )
     return candidate, lines

@@ -4,6 +4,7 @@
 - :mod:`givetake.cli.serve`: ``serve``, ``score``;
 - :mod:`givetake.cli.labels`: ``import``, ``compare``, ``promote``, ``label-issues``, ``suggest``;
 - :mod:`givetake.cli.audit`: ``audit`` (is a feed giving or taking? an HTML report).
+- :mod:`givetake.cli.bento`: ``bento``.
 
 Errors a user can act on are :class:`~givetake.errors.GivetakeError`: printed as one line, exit 2.
 The library never imports this package.
@@ -17,7 +18,8 @@ import sys
 
 import typer
 
-from givetake.cli import audit, labels, serve, train
+
+from givetake.cli import audit, bento, labels, serve, train
 from givetake.errors import GivetakeError
 
 app = typer.Typer(
@@ -41,6 +43,7 @@ app.command()(labels.promote)
 app.command(name="label-issues")(labels.label_issues)
 app.command()(labels.suggest)
 app.command()(audit.audit)
+app.command()(bento.bento)
 
 
 def main() -> None:

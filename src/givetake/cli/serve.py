@@ -42,7 +42,9 @@ def serve(
     model: Annotated[
         str | None,
         typer.Option(
-            help=MODEL_HELP + " Default: the promoted model (givetake promote), else givetake:latest.",
+            help=MODEL_HELP + " Default: the promoted model (givetake promote), else givetake:latest; without "
+            "--model (or with givetake:live) a model promoted later is swapped in without a restart, while "
+            "--model TAG pins TAG.",
             show_default=False,
         ),
     ] = None,
@@ -74,7 +76,10 @@ def serve(
     Set GIVETAKE_API_KEY to require 'Authorization: Bearer <key>' (see SECURITY.md).
     """
 
-    model = model or default_model()  # the promoted model's exact tag survives later trainings
+    # Without --model the server follows promotions (serving/service.py swaps them in); a tag pins.
+    follow = model is None or model == "givetake:live"
+    # The promoted model's exact tag: it survives later trainings.
+    model = default_model() if follow or model is None else model
 
     # Check the model and settings here so a typo or a corrupt file fails with one line: a worker
     # that fails at startup is restarted by BentoML over and over instead of stopping the server.
@@ -86,6 +91,8 @@ def serve(
     reference = str(Path(model).resolve()) if Path(model).is_dir() else model
     env = {**os.environ, "GIVETAKE_MODEL": reference, "GIVETAKE_ENGINE": chosen, "GIVETAKE_WORKERS": str(workers)}
     env["GIVETAKE_TRACE"] = "1" if trace else "0"
+    env["GIVETAKE_FOLLOW_LIVE"] = "1" if follow else "0"
+    env["GIVETAKE_SWAP_ENGINE"] = engine or "auto"
     if schema_file is not None:
         env[SCHEMA_ENV] = str(schema_file.resolve())
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -105,7 +112,8 @@ def serve(
     ]
     typer.echo(
         f"serving {model} ({model_dir}) on {chosen} with {workers} worker{'s' if workers > 1 else ''} "
-        f"at http://{host}:{port} (docs at /, Ctrl-C stops)",
+        f"at http://{host}:{port} (docs at /, Ctrl-C stops)"
+        + ("; a model promoted meanwhile is swapped in" if follow else f"; pinned to {model}"),
         err=True,
     )
     sys.stdout.flush()
