@@ -18,7 +18,6 @@ import sys
 
 import typer
 
-
 from givetake.cli import audit, bento, labels, serve, train
 from givetake.errors import GivetakeError
 
