@@ -27,11 +27,27 @@ from typing import Any, Protocol
 
 from givetake.core.classifier import OutputColumns, text_problem
 from givetake.core.records import Record, iter_records
-from givetake.serving.archive import ScoreError, check_paths, output_format, parquet_rows, side_paths
+from givetake.serving.archive import (
+    ScoreError,
+    check_paths,
+    output_format,
+    output_names,
+    parquet_rows,
+    side_paths,
+)
 from givetake.serving.resume import State, check_resume, read_state, write_state
 from givetake.serving.writers import ParquetParts, ScoredRow, TextWriter
 
-__all__ = ["ScoreError", "ScoreSummary", "Scorer", "check_paths", "output_format", "score_file", "side_paths"]
+__all__ = [
+    "ScoreError",
+    "ScoreSummary",
+    "Scorer",
+    "check_paths",
+    "output_format",
+    "score_file",
+    "score_files",
+    "side_paths",
+]
 
 DEFAULT_CHUNK_SIZE = 512
 
@@ -59,6 +75,7 @@ class ScoreSummary:
     errors_path: Path | None
     seconds: float
     resumed_from: int = 0
+    files: int | None = None  # several inputs: how many (``output`` is then their folder)
 
     def line(self) -> str:
         """The closing summary printed by ``givetake score``."""
@@ -66,7 +83,12 @@ class ScoreSummary:
         text = f"rows read: {self.read}  scored: {self.scored}  errors: {self.errors}"
         if self.resumed_from:
             text += f"  (resumed after row {self.resumed_from})"
-        text += f"\nwrote {self.output}"
+        if self.files is not None:
+            text += f"\nwrote {self.output} from {self.files} input file{'s' if self.files != 1 else ''}"
+            if self.errors and self.errors_path is None:
+                text += " (rows without usable text in <output>.errors.jsonl beside each output)"
+        else:
+            text += f"\nwrote {self.output}"
         if self.errors_path is not None:
             text += f" and {self.errors_path}"
         return text + f" in {self.seconds:.1f} s ({rate:.0f} posts/s)"
@@ -279,4 +301,74 @@ def score_file(
         errors_path=errors_path,
         seconds=time.monotonic() - started,
         resumed_from=resumed_from,
+    )
+
+
+DONE_FILE = ".givetake-done.json"  # several inputs: the ones finished, with their counts (for --resume)
+
+
+def score_files(
+    inputs: list[Path],
+    outdir: str | Path,
+    predictor: Scorer,
+    out_kind: str | None = None,
+    text_column: str | None = None,
+    resume: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = True,
+) -> ScoreSummary:
+    """Score several input files into ``outdir``, one output per input (see :func:`output_names`).
+
+    Each file is scored by :func:`score_file`, with its own errors and progress files; a list of
+    the finished ones lets ``resume=True`` skip them and resume the one that was interrupted.
+    ``out_kind`` (csv, jsonl, parquet) sets every output's format; None keeps each input's.
+    """
+    started = time.monotonic()
+    dst = Path(outdir)
+    if dst.exists() and not dst.is_dir():
+        raise ScoreError(f"{dst}: several inputs are written to a folder, and this is a file; choose another -o")
+    names = output_names(inputs, dst, out_kind)
+    for src, out in names.items():
+        check_paths(src, out)
+    dst.mkdir(parents=True, exist_ok=True)
+    done_path = dst / DONE_FILE
+    done: dict[str, dict[str, int]] = {}
+    if resume and done_path.is_file():
+        done = json.loads(done_path.read_text(encoding="utf-8"))
+    elif not resume:
+        done_path.unlink(missing_ok=True)
+    read = scored = errors = resumed_from = 0
+    for src, out in names.items():
+        key = str(src.resolve())
+        if key not in done:
+            was_started = side_paths(out)["state"].is_file()
+            summary = score_file(
+                src,
+                out,
+                predictor,
+                text_column=text_column,
+                resume=resume and was_started,
+                chunk_size=chunk_size,
+                progress=progress,
+            )
+            done[key] = {"read": summary.read, "scored": summary.scored, "errors": summary.errors}
+            resumed_from += summary.resumed_from
+            tmp = done_path.with_name(done_path.name + ".tmp")
+            tmp.write_text(json.dumps(done), encoding="utf-8")
+            os.replace(tmp, done_path)
+        else:
+            resumed_from += done[key]["read"]
+        read += done[key]["read"]
+        scored += done[key]["scored"]
+        errors += done[key]["errors"]
+    done_path.unlink(missing_ok=True)
+    return ScoreSummary(
+        read=read,
+        scored=scored,
+        errors=errors,
+        output=dst,
+        errors_path=None,
+        seconds=time.monotonic() - started,
+        resumed_from=resumed_from,
+        files=len(names),
     )

@@ -150,32 +150,7 @@ class ParquetParts:
             return sys.maxsize
 
     def _table(self, rows: list[ScoredRow]) -> pa.Table:
-        import pyarrow as pa
-
-        arrays: dict[str, pa.Array] = {}
-        if self.input_schema is not None:
-            for f in self.input_schema:
-                arrays[self.cols.rename(f.name)] = pa.array([r.record.get(f.name) for r in rows], f.type)
-        else:
-            names: dict[str, None] = {}
-            for r in rows:
-                names.update(dict.fromkeys(r.record))
-            for name in names:
-                values = [_flat(r.record.get(name)) for r in rows]
-                try:
-                    arrays[self.cols.rename(name)] = pa.array(values)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):  # mixed types: keep them as text
-                    arrays[self.cols.rename(name)] = pa.array(
-                        [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
-                        pa.string(),
-                    )
-        added = [added_values(self.cols, r, csv_style=False) for r in rows]
-        arrays["labels"] = pa.array([a["labels"] for a in added], pa.list_(pa.string()))
-        for s in self.cols.scores:
-            arrays[s] = pa.array([a[s] for a in added], pa.float64())
-        if "error" in self.cols.added:
-            arrays["error"] = pa.array([a["error"] for a in added], pa.string())
-        return pa.table(arrays)
+        return scored_table(rows, self.cols, self.input_schema)
 
     def write(self, rows: list[ScoredRow]) -> None:
         import pyarrow.parquet as pq
@@ -221,6 +196,37 @@ class ParquetParts:
 
     def close(self) -> None:
         pass
+
+
+def scored_table(rows: list[ScoredRow], cols: OutputColumns, input_schema: pa.Schema | None = None) -> pa.Table:
+    """Scored rows as an Arrow table: the input columns (typed by ``input_schema`` when the input is
+    Parquet, else inferred; nested JSON values as JSON text), then ``labels`` and the scores."""
+    import pyarrow as pa
+
+    arrays: dict[str, pa.Array] = {}
+    if input_schema is not None:
+        for f in input_schema:
+            arrays[cols.rename(f.name)] = pa.array([r.record.get(f.name) for r in rows], f.type)
+    else:
+        names: dict[str, None] = {}
+        for r in rows:
+            names.update(dict.fromkeys(r.record))
+        for name in names:
+            values = [_flat(r.record.get(name)) for r in rows]
+            try:
+                arrays[cols.rename(name)] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):  # mixed types: keep them as text
+                arrays[cols.rename(name)] = pa.array(
+                    [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
+                    pa.string(),
+                )
+    added = [added_values(cols, r, csv_style=False) for r in rows]
+    arrays["labels"] = pa.array([a["labels"] for a in added], pa.list_(pa.string()))
+    for s in cols.scores:
+        arrays[s] = pa.array([a[s] for a in added], pa.float64())
+    if "error" in cols.added:
+        arrays["error"] = pa.array([a["error"] for a in added], pa.string())
+    return pa.table(arrays)
 
 
 def _unify(schemas: list[pa.Schema], cols: OutputColumns) -> pa.Schema:
