@@ -89,7 +89,9 @@ def expand_inputs(specs: list[str]) -> list[Path]:
             if not found:
                 raise ScoreError(f"{path}: no .csv, .jsonl, .parquet or tweets.js files in this directory")
         elif not path.exists() and _GLOB_CHARS & set(spec):
-            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            found = sorted(
+                Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and not p.endswith(SIDE_SUFFIXES)
+            )
             if not found:
                 raise ScoreError(f"{spec}: the pattern matches no file")
         elif path.is_file():
