@@ -8,13 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from examples.spark_score import classifier, score_partitions
 from givetake.cli import app
 from givetake.core.predictor import Predictor
 from givetake.serving.archive import ScoreError, expand_inputs
-from givetake.serving.score import DONE_FILE, score_files, side_paths
+from givetake.serving.score import DONE_FILE, score_file, score_files, side_paths
 from tests.test_score import BAD, make_rows, read_errors, read_output, write_input
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,3 +110,27 @@ def test_cli_folder_and_pipe_refusals(trained_run: Path, tmp_path: Path) -> None
     assert result.exit_code != 0 and "a pipe cannot be read again" in str(result.exception)
     result = CliRunner().invoke(app, ["score", str(paths[0]), "-o", str(tmp_path / "o.csv"), "--workers", "2"])
     assert result.exit_code != 0 and "options of --engine ray" in str(result.exception)
+
+
+def test_spark_recipe_scores_frames_like_givetake_score(trained_run: Path, tmp_path: Path) -> None:
+    # The mapInPandas function of examples/spark_score.py, fed the batches Spark would give it.
+    rows = make_rows(20)
+    frames = [pd.DataFrame(rows[:12]), pd.DataFrame(rows[12:])]
+    out = pd.concat(list(score_partitions(iter(frames), str(trained_run))), ignore_index=True)
+    assert classifier.cache_info().currsize == 1  # loaded once for both batches
+    assert out["id"].tolist() == list(range(20))
+    assert out["error"].notna().sum() == len(BAD) and out.loc[3, "error"]
+    src = write_input(tmp_path / "p.jsonl", rows)
+    score_file(src, tmp_path / "o.jsonl", classifier(str(trained_run)).predictor, progress=False)
+    expected = {r["id"]: r for r in read_output(tmp_path / "o.jsonl")}
+    for _, row in out[out["error"].isna()].iterrows():
+        assert list(row["labels"]) == expected[row["id"]]["labels"]
+        assert row["score_ask"] == pytest.approx(expected[row["id"]]["score_ask"], abs=1e-4)
+
+
+def test_engine_ray_without_ray_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_input(tmp_path / "p.jsonl", make_rows(3))
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    result = CliRunner().invoke(app, ["score", str(src), "-o", str(tmp_path / "out"), "--engine", "ray"])
+    assert result.exit_code != 0 and "pip install 'givetake[ray]'" in str(result.exception)
+    assert not (tmp_path / "out").exists()

@@ -199,18 +199,22 @@ def score(
         if STDIO in inputs or output == STDIO:
             raise ScoreError("--engine ray reads files and writes a folder of Parquet partitions; it cannot use -")
         files = expand_inputs(inputs)
-        summary = score_with_ray(
-            files,
-            Path(output),
-            model,
-            text_column=text_column,
-            resume=resume,
-            address=address,
-            workers=workers,
-            chunk_size=chunk_size,
-            batch_size=batch_size,
-        )
-        typer.echo(summary.line(), err=output == STDIO)
+        try:
+            summary = score_with_ray(
+                files,
+                Path(output),
+                model,
+                text_column=text_column,
+                resume=resume,
+                address=address,
+                workers=workers,
+                chunk_size=chunk_size,
+                batch_size=batch_size,
+            )
+        except KeyboardInterrupt:
+            typer.echo("interrupted; run the same command with --resume to continue", err=True)
+            raise typer.Exit(130) from None
+        typer.echo(summary.line())
         return
     if address is not None or workers is not None:
         raise ScoreError("--address and --workers are options of --engine ray")
