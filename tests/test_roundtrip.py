@@ -100,7 +100,7 @@ LONG_LINE = "our new shop " * 20_000 + "\r\r\n\u2028\x00\"'," * 10  # 260,000 ch
 def test_every_text_survives_scoring(predictor: Predictor, in_suffix: str) -> None:
     @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(texts(surrogates=in_suffix == ".jsonl"), min_size=1, max_size=12))
-    @example(["@LondonMidland Just finished.\r\rI love those random conversations.", LONG_LINE, "\ufeffbom first"])
+    @example(["Our new shop opens today.\r\rCome and see us.", LONG_LINE, "\ufeffbom first"])
     def round_trip(batch: list[str]) -> None:
         rows = [{"id": f"{i:05d}", "text": t} for i, t in enumerate(batch)]
         with tempfile.TemporaryDirectory() as tmp:
