@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import signal
 import sys
 import time
@@ -53,6 +54,8 @@ JOB_FILE = "_givetake_job.json"  # what the run read and with which model: a res
 ERRORS_DIR = "errors"
 FAULT_ENV = "GIVETAKE_RAY_FAULT"  # tests: "kill-after:N" kills one scoring actor after its N-th batch
 SOURCE_COLUMNS = ("source_file", "source_row")
+BLOCK_BYTES = 256 * 1024
+MAX_STRIPES = 8
 
 
 @dataclass
@@ -78,20 +81,37 @@ def _key(file: str) -> str:
     return hashlib.sha1(file.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
-def read_rows(batch: dict[str, Any], text_column: str | None, chunk_size: int, done: Any) -> Iterator[pa.Table]:
-    """One input file (a batch of one ``path``) as tables of ``chunk_size`` rows, skipping ``done`` rows."""
+def _cause(exc: BaseException) -> str:
+    """The line of a Ray task error that names the original exception (``ValueError: ...``)."""
+    lines = [x.strip() for x in str(exc).splitlines()]
+    named = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit)\b[^:]*: ")
+    causes = [x for x in lines if named.match(x) and "RayTaskError" not in x]
+    return causes[-1] if causes else (lines[0] if lines and lines[0] else type(exc).__name__)
+
+
+def read_rows(batch: pa.Table, text_column: str | None, chunk_size: int, done: Any) -> Iterator[pa.Table]:
+    """One stripe of an input file as tables of ``chunk_size`` rows, skipping ``done`` rows.
+
+    The batch is one item: ``path``, ``stripe`` and ``stripes``. Stripe k of n holds the file's
+    chunks k, k + n, k + 2n...: each stripe task reads the whole file but keeps only its chunks, so
+    one large file feeds n actors at once (reading costs a few percent of scoring; see
+    docs/archives.md).
+    """
     ray = _import_ray()
     done_rows: dict[str, set[int]] = ray.get(done[0]) if done else {}
-    for path in batch["path"]:
+    items = zip(*(batch.column(c).to_pylist() for c in ("path", "stripe", "stripes")))
+    for path, stripe, stripes in items:
         src = Path(str(path))
         kind = input_format(src)
         skip = done_rows.get(str(src), set())
+        position = -1
         files: list[str] = []
         rows: list[int] = []
         recs: list[bytes] = []
         problems: list[str | None] = []
         for row, rec, problem in iter_records(src, kind, chunk_size):
-            if row in skip:
+            position += 1
+            if (position // chunk_size) % stripes != stripe or row in skip:
                 continue
             files.append(str(src))
             rows.append(row)
@@ -185,7 +205,7 @@ class ScoreBatches:
                 # After the write and before Ray hears of it: the worst moment; the retried batch
                 # must rewrite the same partition, not add a second copy.
                 os.kill(os.getpid(), signal.SIGKILL)
-        return pa.table({"read": [len(rows)], "scored": [len(scored)], "errors": [len(failed)]})
+        return pa.table({"read": [len(rows)], "scored": [len(scored)], "errors": [len(failed)], "pid": [os.getpid()]})
 
 
 def _with_sources(table: pa.Table, files: list[str], rows: list[int]) -> pa.Table:
@@ -297,8 +317,16 @@ def score_with_ray(
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours below counts posts; Ray's count blocks
     ctx.print_on_execution_start = False
+    # Ray merges what a task yields into blocks of up to 128 MiB; the scoring actors take whole
+    # blocks, so one file would land on one actor. Small blocks (about one chunk each) spread the
+    # rows of even a single file over every actor, and keep what waits between the stages small.
+    ctx.target_max_block_size = BLOCK_BYTES
     done_ref = [ray.put({str(Path(k)): v for k, v in done.items()})] if done else []
-    files = ray.data.from_items([{"path": j["path"]} for j in job.inputs], override_num_blocks=len(inputs))
+    # Enough readers to keep every actor fed even from a single file; at most MAX_STRIPES per file,
+    # as each stripe parses the whole file (parsing a row costs about 1/1000 of scoring it).
+    stripes = min(MAX_STRIPES, -(-actors // len(inputs)))
+    items = [{"path": j["path"], "stripe": k, "stripes": stripes} for j in job.inputs for k in range(stripes)]
+    files = ray.data.from_items(items, override_num_blocks=len(items))
     rows = files.map_batches(
         read_rows,
         batch_size=1,
@@ -344,7 +372,7 @@ def score_with_ray(
             errors += sum(batch.column("errors").to_pylist())
             bar.update(n)
     except Exception as exc:  # a Ray task error: one line with the cause, and how to carry on
-        cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        cause = _cause(exc)
         raise ScoreError(f"the Ray run stopped ({cause}); run the same command with --resume to continue") from None
     finally:
         bar.close()
