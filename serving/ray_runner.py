@@ -2,11 +2,13 @@
 
 The pipeline, per input file and batch of rows:
 
-1. read: one task per input file streams its rows through givetake's own readers
+1. read: tasks stream each input file's rows through givetake's own readers
    (:func:`givetake.core.records.iter_records`), so CSV quoting, ids such as ``00123`` and every
    text arrive exactly as in single-process scoring (Ray's ``read_csv`` re-types cells and splits
    rows at line breaks inside quoted fields unless told otherwise). Each row travels as
    ``(source_file, source_row, record, problem)`` with the record pickled, so any value survives.
+   A file has up to ``MAX_STRIPES`` read tasks (stripes of its chunks) when there are fewer files
+   than actors, and the rows travel in small blocks, so even one file keeps every actor busy.
 2. score: ``map_batches`` with :class:`ScoreBatches`, a callable class: each actor loads the model
    once (the same :class:`~givetake.core.predictor.Predictor`, onnx-int8 when exported) and scores
    batches of ``chunk_size`` rows.
