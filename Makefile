@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]" --config-settings editable_mode=strict
+	$(PY) -m pip install -q -e ".[dev,ray]" --config-settings editable_mode=strict
 	touch $@
 
 PACKAGE_FILES := $(shell find src training serving labels -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' -o -name '*.html' -o -name py.typed \) 2>/dev/null | sort | cksum | cut -d' ' -f1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,23 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, s
     with its number instead of stopping the read (callers decide whether that is fatal).
     """
     with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
-                continue
-            if isinstance(obj, dict):
-                yield lineno, obj, None
-            else:
-                yield lineno, None, f"a JSON {type(obj).__name__}, not an object"
+        yield from iter_jsonl_lines(fh)
+
+
+def iter_jsonl_lines(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """:func:`iter_jsonl` on lines already open (``sys.stdin`` in a pipe)."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+            continue
+        if isinstance(obj, dict):
+            yield lineno, obj, None
+        else:
+            yield lineno, None, f"a JSON {type(obj).__name__}, not an object"
 
 
 def _iter_csv(path: Path) -> Iterator[Record]:
