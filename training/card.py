@@ -8,6 +8,7 @@ from typing import Any
 
 from givetake.core.registry import read_metrics
 from givetake.labels.schema import load_schema
+from givetake.training.quality_claim import quality_lead
 
 
 def metrics_table(per_label: dict[str, dict[str, Any]], macro_f1: float, micro_f1: float) -> str:
@@ -61,6 +62,7 @@ def render_card(run_dir: str | Path) -> str:
     ]
     lines += [f"| `{s.name}` | {s.side} | {s.summary} |" for s in schema.labels]
     lines.append("")
+    lines += quality_lead(metrics, config)  # real-post quality first (training/quality_claim.py)
     if metrics.get("warnings"):
         lines += ["## Warnings", "", *[f"- **{w}**" for w in metrics["warnings"]], ""]
     if metrics.get("lexical_weight"):
