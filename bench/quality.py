@@ -238,12 +238,12 @@ def write_reference(
         "measured_by": "bench/quality.py",
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "model": model_ref,
-        "recipe": "default (givetake train with no options) on the shipped corpus labels/seed",
+        "recipe": "default recipe (`givetake train` with no options, the shipped corpus `labels/seed`)",
         "train_rows": train_rows,
         "gold": {
             "name": gold.name,
-            "what": "real posts from ten public feeds (brand, customer-support, LinkedIn, general tweets), "
-            "labelled by the labelling guide; none written by the people who wrote the training corpus",
+            "what": "real posts from ten public feeds: brand, customer-support, LinkedIn and general tweets, "
+            "labelled by the labelling guide; none written by the authors of the training corpus",
             "rows": model["rows"],
             "macro_f1": round(model["macro_f1"], 4),
             "micro_f1": round(model["micro_f1"], 4),
