@@ -65,7 +65,8 @@ def test_suggest_command_writes_csv_and_label_studio_tasks(trained_run: Path, tm
     tasks[0]["annotations"] = [{"id": 1, "result": tasks[0]["predictions"][0]["result"], "was_cancelled": False}]
     (tmp_path / "done.json").write_text(json.dumps(tasks[:1]))
     back = import_label_studio(tmp_path / "done.json", load_schema())
-    assert back.rows[0]["labels"] == picked[0]["predicted_labels"].split("|") if picked[0]["predicted_labels"] else []
+    expected = picked[0]["predicted_labels"].split("|") if picked[0]["predicted_labels"] else []
+    assert back.rows[0]["labels"] == expected
 
 
 @pytest.mark.parametrize("name", ["pool.csv", "pool.parquet", "tweets.js"])

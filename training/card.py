@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from givetake.core.registry import read_metrics
 from givetake.labels.schema import load_schema
+from givetake.training.quality_claim import quality_lead
 
 TASK = "text-classification"
 
@@ -146,6 +147,7 @@ def render_body(run_dir: str | Path) -> str:
     ]
     lines += [f"| `{s.name}` | {s.side} | {s.summary} |" for s in schema.labels]
     lines.append("")
+    lines += quality_lead(metrics, config)  # real-post quality first (training/quality_claim.py)
     if metrics.get("warnings"):
         lines += ["## Warnings", "", *[f"- **{w}**" for w in metrics["warnings"]], ""]
     if metrics.get("lexical_weight"):
