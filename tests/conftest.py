@@ -20,6 +20,9 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The helpers hold shared assertions (check_report_html, running_server): rewrite them as pytest does tests.
+pytest.register_assert_rewrite("tests.helpers")
+
 from tests.helpers import read_seed_rows  # noqa: E402 - after the defaults: it imports BentoML
 
 # Test tiers (markers registered in pyproject.toml): a test with none of these is a unit test.

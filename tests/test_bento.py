@@ -16,9 +16,7 @@ import yaml
 from givetake.cli.bento import bento_config
 from givetake.core.predictor import Predictor
 from givetake.serving.service import EXAMPLE_INPUT, MODEL_HEADER
-from tests.test_access import free_port, stop
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, free_port, stop
 
 
 def test_the_bentofile_pins_torch_and_takes_the_chosen_model(tmp_path: Path) -> None:
@@ -35,6 +33,7 @@ def test_the_bentofile_pins_torch_and_takes_the_chosen_model(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_a_built_bento_serves_classify(trained_run: Path, tmp_path: Path) -> None:
     home = tmp_path / "bentoml_home"
     env = {

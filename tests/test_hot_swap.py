@@ -22,12 +22,11 @@ import pytest
 
 from givetake.core.predictor import Predictor
 from givetake.serving.service import EXAMPLE_TEXTS, MODEL_HEADER
-from tests.test_access import free_port, stop
+from tests.helpers import ROOT, free_port, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 ENGINE = "onnx"  # fp32: answers do not depend on batch-mates, so each can be checked against its model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 @pytest.fixture(scope="module")
