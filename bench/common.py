@@ -132,11 +132,16 @@ def append_results(title: str, body: str, write: bool = True) -> None:
 
 
 class MemoryWatch(threading.Thread):
-    """Samples the resident memory of a process and all its children; keeps the peak."""
+    """Samples the memory of a process and all its children, summed; keeps the peak.
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    Resident memory (RSS) by default; ``pss=True`` sums the proportional set size instead, for
+    process trees such as Ray's, whose processes share libraries and the object store's memory,
+    which a sum of RSS would count once per process.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2, pss: bool = False) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.pss = pid, interval, 0, pss
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -149,7 +154,7 @@ class MemoryWatch(threading.Thread):
                 rss = 0
                 for p in procs:
                     with suppress(psutil.Error):
-                        rss += p.memory_info().rss
+                        rss += p.memory_full_info().pss if self.pss else p.memory_info().rss
                 self.peak = max(self.peak, rss)
             except psutil.Error:
                 pass

@@ -2,7 +2,8 @@
 
 - paths and the seed corpus: :data:`ROOT`, :data:`GOLD_DEV`, :func:`needs_shared`, :func:`read_seed_rows`;
 - the service in-process (tier ``asgi``): :func:`service_app`, :func:`service_client`;
-- a real ``givetake serve`` (tier ``server``): :func:`running_server`, :func:`free_port`, :func:`stop`;
+- a real ``givetake serve`` (tier ``server``): :func:`running_server`; any server command:
+  :func:`started_server`, :func:`free_port`, :func:`stop`;
 - the API key of the keyed tests: :data:`KEY`, :data:`AUTH`;
 - archive files for ``givetake score`` and ``predict_frame``: :func:`make_rows`, :func:`write_input`,
   :func:`read_output`, :func:`read_errors`, :func:`three_files`;
@@ -146,23 +147,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Iterator[str]:
-    """``givetake serve --model MODEL`` on a free loopback port; yields its base URL, stops it after."""
+def started_server(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path = ROOT) -> Iterator[str]:
+    """``cmd`` plus ``--port PORT`` (a free loopback port) in its own process group, its output in
+    ``log_path``; yields its base URL once ``/readyz`` answers 200 (90 s at most), stops it after."""
     port = free_port()
-    full_env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "TOKENIZERS_PARALLELISM": "false",
-        # Its own task database: an in-process app of other tests keeps the default one open.
-        "BENTOML_RESULT_STORE": str(tmp_path / "tasks.db"),
-        **env,
-    }
-    log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "givetake.cli", "serve", "--model", str(model), "--port", str(port), *args],
-            cwd=ROOT,
-            env=full_env,
+            [*cmd, "--port", str(port)],
+            cwd=cwd,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -180,6 +173,23 @@ def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Itera
             yield base
         finally:
             stop(proc)
+
+
+@contextlib.contextmanager
+def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Iterator[str]:
+    """``givetake serve --model MODEL`` on a free loopback port; yields its base URL, stops it after."""
+    full_env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+        # Its own task database: an in-process app of other tests keeps the default one open.
+        "BENTOML_RESULT_STORE": str(tmp_path / "tasks.db"),
+        **env,
+    }
+    log_path = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "givetake.cli", "serve", "--model", str(model), *args]
+    with started_server(cmd, log_path, full_env) as base:
+        yield base
     assert "Traceback" not in log_path.read_text()
 
 

@@ -88,6 +88,7 @@ def test_predict_needs_the_api_key_like_classify(trained_run: Path) -> None:
 
 
 @pytest.mark.server
+@pytest.mark.smoke  # a few seconds with its server: `make test` runs it
 def test_inference_client_gets_givetakes_scores(
     server: str,
     predictor: Predictor,
