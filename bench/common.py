@@ -12,6 +12,7 @@ import csv
 import os
 import platform
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -165,6 +166,28 @@ class MemoryWatch(threading.Thread):
         self._stop_event.set()
         self.join()
         return self.peak
+
+
+def run_measured(
+    cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600, pss: bool = False, interval: float = 0.2
+) -> tuple[str, float, float]:
+    """Run ``cmd`` in the project root: its stdout, wall seconds and peak memory (MB) of its process tree.
+
+    The memory is sampled (:class:`MemoryWatch`), not ``getrusage(RUSAGE_CHILDREN)``: a child's
+    ``ru_maxrss`` starts from this process's own resident size at the fork, which a raw-engine run
+    before it makes large. Exits with the tail of its stderr when it fails.
+    """
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = MemoryWatch(proc.pid, interval=interval, pss=pss)
+    watch.start()
+    stdout, stderr = proc.communicate(timeout=timeout)
+    wall = time.perf_counter() - t0
+    peak_mb = watch.stop() / 2**20
+    if proc.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return stdout, wall, peak_mb
 
 
 def bench_parser(doc: str | None) -> argparse.ArgumentParser:

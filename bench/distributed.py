@@ -26,11 +26,10 @@ import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from bench.common import ROOT, MemoryWatch, append_results, bench_parser, machine, met, real_posts  # noqa: E402
+from bench.common import append_results, bench_parser, machine, met, real_posts, run_measured  # noqa: E402
 
 TARGET_RATIO = 0.85
 _SUMMARY = re.compile(r"rows read: (\d+)\s+scored: (\d+)\s+errors: (\d+).*? in ([0-9.]+) s \((\d+) posts/s\)", re.S)
@@ -48,17 +47,7 @@ def write_inputs(folder: Path, posts: list[str], size: int, files: int) -> None:
 
 def run(cmd: list[str]) -> dict[str, float]:
     """Run ``cmd``; its summary figures, wall seconds and the peak RSS (MB) of its process tree."""
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watch = MemoryWatch(proc.pid, interval=0.5, pss=True)
-    watch.start()
-    stdout, stderr = proc.communicate(timeout=3600)
-    wall = time.perf_counter() - t0
-    peak = watch.stop() / 2**20
-    if proc.returncode != 0:
-        sys.exit(f"error: {' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    stdout, wall, peak = run_measured(cmd, {"RAY_USAGE_STATS_ENABLED": "0"}, timeout=3600, pss=True, interval=0.5)
     match = _SUMMARY.search(stdout)
     if not match:
         sys.exit(f"error: no summary line from {' '.join(cmd)}:\n{stdout[-2000:]}")
