@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny random BERT, small data from the shipped corpus, a temp BentoML home.
 
 Also the test tiers: ``unit`` (the default, given to every test without a tier), ``asgi`` (the
-service in-process), ``server`` (a real ``givetake serve``) and ``slow``; ``smoke`` marks the one
-real-server test that ``make test`` runs. Shared helpers live in ``tests/helpers.py``.
+service in-process), ``server`` (a real ``givetake serve``) and ``slow``; ``smoke`` marks the few
+real-server tests that ``make test`` runs. Shared helpers live in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
