@@ -41,8 +41,8 @@ serve: model
 bento: model
 	$(GIVETAKE) bento
 
-# Tiers (markers in pyproject.toml): `make test` runs the unit and asgi tests and ONE real-server
-# smoke test (the default selection); `make test-slow` the other real-server tests and the slow ones.
+# Tiers (markers in pyproject.toml): `make test` runs the unit and asgi tests and the few real-server
+# tests marked smoke (the default selection); `make test-slow` the other real-server tests and the slow ones.
 test: install
 	$(PY) -m pytest -q
 

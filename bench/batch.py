@@ -21,21 +21,18 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 import json  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from bench.common import (  # noqa: E402
     RAW_ENGINE,
-    ROOT,
-    MemoryWatch,
     append_results,
     bench_parser,
     machine,
     met,
     real_posts,
+    run_measured,
 )
 from givetake.core.predictor import ModelLoadError, Predictor  # noqa: E402
 
@@ -77,18 +74,7 @@ def main() -> None:
                 fh.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
         cmd = [sys.executable, "-m", "givetake.cli", "score", str(src), "-o", str(out)]
         cmd += ["--model", args.model, "--engine", args.engine, "--chunk-size", str(CHUNK), "--batch-size", str(BATCH)]
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
-        t0 = time.perf_counter()
-        # Sampled, not getrusage(RUSAGE_CHILDREN): a child's ru_maxrss starts from this process's
-        # own resident size at the fork, which the raw-engine run above has made large.
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        watch = MemoryWatch(proc.pid)
-        watch.start()
-        stdout, stderr = proc.communicate(timeout=900)
-        wall = time.perf_counter() - t0
-        peak_mb = watch.stop() / 2**20
-        if proc.returncode != 0:
-            sys.exit(f"error: givetake score failed ({proc.returncode}):\n{stderr[-3000:]}")
+        stdout, wall, peak_mb = run_measured(cmd, timeout=900)
     match = _SUMMARY.search(stdout)
     if not match:
         sys.exit(f"error: no summary line in the output of givetake score:\n{stdout[-2000:]}")

@@ -12,6 +12,7 @@ import csv
 import os
 import platform
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -132,11 +133,16 @@ def append_results(title: str, body: str, write: bool = True) -> None:
 
 
 class MemoryWatch(threading.Thread):
-    """Samples the resident memory of a process and all its children; keeps the peak."""
+    """Samples the memory of a process and all its children, summed; keeps the peak.
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    Resident memory (RSS) by default; ``pss=True`` sums the proportional set size instead, for
+    process trees such as Ray's, whose processes share libraries and the object store's memory,
+    which a sum of RSS would count once per process.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2, pss: bool = False) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.pss = pid, interval, 0, pss
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -149,7 +155,7 @@ class MemoryWatch(threading.Thread):
                 rss = 0
                 for p in procs:
                     with suppress(psutil.Error):
-                        rss += p.memory_info().rss
+                        rss += p.memory_full_info().pss if self.pss else p.memory_info().rss
                 self.peak = max(self.peak, rss)
             except psutil.Error:
                 pass
@@ -160,6 +166,28 @@ class MemoryWatch(threading.Thread):
         self._stop_event.set()
         self.join()
         return self.peak
+
+
+def run_measured(
+    cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600, pss: bool = False, interval: float = 0.2
+) -> tuple[str, float, float]:
+    """Run ``cmd`` in the project root: its stdout, wall seconds and peak memory (MB) of its process tree.
+
+    The memory is sampled (:class:`MemoryWatch`), not ``getrusage(RUSAGE_CHILDREN)``: a child's
+    ``ru_maxrss`` starts from this process's own resident size at the fork, which a raw-engine run
+    before it makes large. Exits with the tail of its stderr when it fails.
+    """
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = MemoryWatch(proc.pid, interval=interval, pss=pss)
+    watch.start()
+    stdout, stderr = proc.communicate(timeout=timeout)
+    wall = time.perf_counter() - t0
+    peak_mb = watch.stop() / 2**20
+    if proc.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return stdout, wall, peak_mb
 
 
 def bench_parser(doc: str | None) -> argparse.ArgumentParser:

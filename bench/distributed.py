@@ -26,15 +26,10 @@ import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
-from contextlib import suppress  # noqa: E402
 
-import psutil  # noqa: E402
-
-from bench.common import ROOT, append_results, bench_parser, machine, met, real_posts  # noqa: E402
+from bench.common import append_results, bench_parser, machine, met, real_posts, run_measured  # noqa: E402
 
 TARGET_RATIO = 0.85
 _SUMMARY = re.compile(r"rows read: (\d+)\s+scored: (\d+)\s+errors: (\d+).*? in ([0-9.]+) s \((\d+) posts/s\)", re.S)
@@ -50,49 +45,9 @@ def write_inputs(folder: Path, posts: list[str], size: int, files: int) -> None:
                 fh.write(json.dumps({"id": i, "text": posts[i % len(posts)]}, ensure_ascii=False) + "\n")
 
 
-class PssWatch(threading.Thread):
-    """The peak proportional set size (PSS) of a process and all its children, summed.
-
-    PSS, not RSS: Ray's processes share libraries and the object store's memory, which a sum of
-    RSS would count once per process.
-    """
-
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            with suppress(psutil.Error):
-                root = psutil.Process(self.pid)
-                total = 0
-                for p in [root, *root.children(recursive=True)]:
-                    with suppress(psutil.Error):
-                        total += p.memory_full_info().pss
-                self.peak = max(self.peak, total)
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> int:
-        """Stop sampling; the peak in bytes."""
-        self._stop_event.set()
-        self.join()
-        return self.peak
-
-
 def run(cmd: list[str]) -> dict[str, float]:
     """Run ``cmd``; its summary figures, wall seconds and the peak RSS (MB) of its process tree."""
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watch = PssWatch(proc.pid)
-    watch.start()
-    stdout, stderr = proc.communicate(timeout=3600)
-    wall = time.perf_counter() - t0
-    peak = watch.stop() / 2**20
-    if proc.returncode != 0:
-        sys.exit(f"error: {' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    stdout, wall, peak = run_measured(cmd, {"RAY_USAGE_STATS_ENABLED": "0"}, timeout=3600, pss=True, interval=0.5)
     match = _SUMMARY.search(stdout)
     if not match:
         sys.exit(f"error: no summary line from {' '.join(cmd)}:\n{stdout[-2000:]}")

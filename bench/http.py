@@ -65,18 +65,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(
-    model: str, engine: str, port: int, log: Path, workers: int | None = None
+def spawned(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``givetake serve`` on ``port``, in its own process group, stopped (group and all) on exit."""
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("GIVETAKE_API_KEY", None)  # the benchmark measures the model, not authentication
-    cmd = [sys.executable, "-m", "givetake.cli", "serve", "--model", model, "--engine", engine]
-    cmd += ["--host", HOST, "--port", str(port)]
-    if workers:
-        cmd += ["--workers", str(workers)]
+    """``cmd`` in its own process group, its output in ``log``, stopped (group and all) on exit.
+
+    It gets this environment plus ``env``, without ``GIVETAKE_API_KEY``: the benchmarks measure the
+    model, not authentication.
+    """
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    full_env.pop("GIVETAKE_API_KEY", None)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield proc
     finally:
@@ -92,6 +94,19 @@ def server(
                 continue
 
 
+@contextmanager
+def server(
+    model: str, engine: str, port: int, log: Path, workers: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``givetake serve`` on ``port`` (see :func:`spawned`)."""
+    cmd = [sys.executable, "-m", "givetake.cli", "serve", "--model", model, "--engine", engine]
+    cmd += ["--host", HOST, "--port", str(port)]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    with spawned(cmd, log) as proc:
+        yield proc
+
+
 def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
     """One request on a kept-alive connection: status and body."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
@@ -100,20 +115,26 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: byte
     return resp.status, resp.read()
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
-    """Block until ``/readyz`` answers 200; exit with the server's log tail if it dies or stalls."""
+def ready_problem(port: int, proc: subprocess.Popen[bytes], path: str = "/readyz", timeout: float = 180) -> str:
+    """Empty once ``path`` answers 200; else why not (the server exited or stalled)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"error: the server exited ({proc.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
+            return f"exited ({proc.returncode})"
         try:
             conn = http.client.HTTPConnection(HOST, port, timeout=2)
-            if request(conn, "GET", "/readyz")[0] == 200:
-                return
+            if request(conn, "GET", path)[0] == 200:
+                return ""
         except OSError:
             pass
         time.sleep(0.5)
-    sys.exit(f"error: the server was not ready after {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+    return f"not ready after {timeout:.0f} s"
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    """Block until ``/readyz`` answers 200; exit with the server's log tail if it dies or stalls."""
+    if problem := ready_problem(port, proc, timeout=timeout):
+        sys.exit(f"error: the server {problem}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def _workers(log: Path) -> int:
@@ -156,16 +177,16 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, b"".join(parts)
 
 
-def drive(port: int, posts: list[str], clients: int, seconds: float, per_request: int) -> dict:
-    """``clients`` kept-alive connections posting ``per_request`` posts per request until ``seconds`` pass.
+def keep_posting(
+    port: int, path: str, bodies: Iterator[bytes], clients: int, seconds: float
+) -> tuple[list[float], list[str], float]:
+    """``clients`` kept-alive connections posting ``bodies`` in turn to ``path`` until ``seconds`` pass.
 
     The clients are coroutines on one asyncio loop in this process, not threads: they share the
     2 cores with the server, and 32 threads doing blocking HTTP spent CPU on the GIL hand-over
-    that the server then lacked (see bench/RESULTS.md, "HTTP serving").
+    that the server then lacked (see bench/RESULTS.md, "HTTP serving"). Returns the latency of
+    every 200 answer, the errors, and the seconds it ran.
     """
-    bodies = itertools.cycle(
-        [json.dumps({"texts": posts[i : i + per_request]}).encode() for i in range(0, len(posts), per_request)]
-    )
     latencies: list[float] = []
     errors: list[str] = []
 
@@ -175,7 +196,7 @@ def drive(port: int, posts: list[str], clients: int, seconds: float, per_request
             while time.perf_counter() < stop_at:
                 body = next(bodies)
                 head = (
-                    f"POST /classify HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+                    f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n"
                 ).encode()
                 t0 = time.perf_counter()
@@ -185,7 +206,10 @@ def drive(port: int, posts: list[str], clients: int, seconds: float, per_request
                 except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, TimeoutError) as exc:
                     errors.append(type(exc).__name__)
                     writer.close()
-                    reader, writer = await asyncio.open_connection(HOST, port)
+                    try:
+                        reader, writer = await asyncio.open_connection(HOST, port)
+                    except OSError:
+                        await asyncio.sleep(0.5)
                     continue
                 if status != 200:
                     errors.append(f"{status} {reply[:100]!r}")
@@ -200,7 +224,15 @@ def drive(port: int, posts: list[str], clients: int, seconds: float, per_request
 
     started = time.perf_counter()
     asyncio.run(run_all())
-    elapsed = time.perf_counter() - started
+    return latencies, errors, time.perf_counter() - started
+
+
+def drive(port: int, posts: list[str], clients: int, seconds: float, per_request: int) -> dict:
+    """``clients`` connections posting ``per_request`` posts per request to /classify (:func:`keep_posting`)."""
+    bodies = itertools.cycle(
+        [json.dumps({"texts": posts[i : i + per_request]}).encode() for i in range(0, len(posts), per_request)]
+    )
+    latencies, errors, elapsed = keep_posting(port, "/classify", bodies, clients, seconds)
     return {
         "clients": clients,
         "requests": len(latencies),

@@ -44,7 +44,7 @@ from bench.common import (  # noqa: E402
     real_posts,
 )
 from bench.http import HOST, free_port, server, wait_ready  # noqa: E402
-from givetake.serving.security import limits_from_env  # noqa: E402
+from givetake.serving.limits import limits_from_env  # noqa: E402
 
 
 @dataclass

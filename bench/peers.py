@@ -33,20 +33,18 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-import asyncio  # noqa: E402
 import http.client  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from contextlib import AbstractContextManager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 from bench.common import ROOT, MemoryWatch, append_results, bench_parser, machine, met, percentile, real_posts  # noqa: E402
-from bench.http import HOST, _read_reply, free_port  # noqa: E402
+from bench.http import HOST, free_port, keep_posting, ready_problem, spawned  # noqa: E402
 from givetake.core.registry import exact_tag, resolve_model  # noqa: E402
 
 CONCURRENCY = (1, 8, 32)
@@ -111,45 +109,9 @@ def infinity_peer(executable: Path, run_dir: Path, port: int, engine: str) -> Pe
     )
 
 
-@contextmanager
-def running(peer: Peer, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(peer: Peer, log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """``peer`` in its own process group, stopped (group and all) on exit."""
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false", **peer.env}
-    env.pop("GIVETAKE_API_KEY", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            peer.cmd, cwd=peer.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def wait_ready(peer: Peer, port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> str:
-    """Empty once ``peer.ready`` answers 200; else why not (the server died or stalled)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            return f"exited ({proc.returncode}): {log.read_text(errors='replace')[-400:]}"
-        try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=2)
-            conn.request("GET", peer.ready)
-            if conn.getresponse().status == 200:
-                return ""
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return f"not ready after {timeout:.0f} s"
+    return spawned(peer.cmd, log, env=peer.env, cwd=peer.cwd)
 
 
 def post(peer: Peer, port: int, texts: list[str]) -> tuple[int, bytes]:
@@ -172,46 +134,11 @@ def score_kind(peer: Peer, port: int, posts: list[str]) -> tuple[str, list[dict[
 
 
 def drive(peer: Peer, port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
-    """``clients`` kept-alive connections, one post per request, until ``seconds`` pass (as bench/http.py)."""
-    cycle = itertools.cycle(bodies)
-    latencies: list[float] = []
-    errors: list[str] = []
+    """``clients`` kept-alive connections, one post per request, until ``seconds`` pass.
 
-    async def client(stop_at: float) -> None:
-        reader, writer = await asyncio.open_connection(HOST, port)
-        try:
-            while time.perf_counter() < stop_at:
-                body = next(cycle)
-                head = (
-                    f"POST {peer.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                ).encode()
-                t0 = time.perf_counter()
-                try:
-                    writer.write(head + body)
-                    status, reply = await asyncio.wait_for(_read_reply(reader), 60)
-                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                    errors.append(type(exc).__name__)
-                    writer.close()
-                    try:
-                        reader, writer = await asyncio.open_connection(HOST, port)
-                    except OSError:
-                        await asyncio.sleep(0.5)
-                    continue
-                if status != 200:
-                    errors.append(f"{status} {reply[:100]!r}")
-                    continue
-                latencies.append(time.perf_counter() - t0)
-        finally:
-            writer.close()
-
-    async def run_all() -> None:
-        stop_at = time.perf_counter() + seconds
-        await asyncio.gather(*(client(stop_at) for _ in range(clients)))
-
-    started = time.perf_counter()
-    asyncio.run(run_all())
-    elapsed = time.perf_counter() - started
+    As bench/http.py (:func:`bench.http.keep_posting`).
+    """
+    latencies, errors, elapsed = keep_posting(port, peer.path, itertools.cycle(bodies), clients, seconds)
     return {
         "clients": clients,
         "posts_per_s": len(latencies) / elapsed,
@@ -226,9 +153,9 @@ def measure(peer: Peer, port: int, posts: list[str], levels: list[int], seconds:
     """Start ``peer``, check its scores, drive every level, stop it: its row of the report."""
     print(f"--- {peer.name}", flush=True)
     with running(peer, log) as proc:
-        problem = wait_ready(peer, port, proc, log)
+        problem = ready_problem(port, proc, peer.ready, timeout=240)
         if problem:
-            return {"peer": peer, "skipped": problem}
+            return {"peer": peer, "skipped": f"{problem}: {log.read_text(errors='replace')[-400:]}"}
         watch = MemoryWatch(proc.pid)
         watch.start()
         kind, scores = score_kind(peer, port, posts[:20])

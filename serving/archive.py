@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from givetake.core.records import INPUT_FORMATS, input_format
+from givetake.core.records import INPUT_FORMATS, Record, input_format
 from givetake.errors import DataError
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -20,6 +21,20 @@ SIDE_SUFFIXES = (".errors.jsonl", ".progress.json")
 
 class ScoreError(DataError):
     """An archive cannot be scored as asked; the message names the file and what to do."""
+
+
+def check_text_column(chunk: Sequence[Record], column: str, where: str) -> None:
+    """Refuse the first ``chunk`` of (row, record, problem) when no parsed record has ``column``.
+
+    The message names ``where`` (the file, or stdin) and the fields the records have.
+    """
+    parsed = [rec for _, rec, _ in chunk if rec is not None]
+    if parsed and not any(column in rec for rec in parsed):
+        keys = list(dict.fromkeys(k for rec in parsed for k in rec))
+        raise ScoreError(
+            f"{where}: no row in the first {len(chunk)} has a {column!r} field; fields are: "
+            f"{', '.join(map(str, keys[:20]))}; pass --text-column"
+        )
 
 
 def output_format(output: Path, in_format: str) -> str:

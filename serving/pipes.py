@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from givetake.core.classifier import OutputColumns, text_problem
 from givetake.core.records import Record
-from givetake.serving.archive import ScoreError
+from givetake.serving.archive import check_text_column
 from givetake.serving.writers import ScoredRow, added_values
 
 
@@ -52,13 +52,7 @@ def score_stream(
             if problem is None:
                 texts.append(rec[text_column])  # type: ignore[index]
         if not checked:
-            parsed = [rec for _, rec, _ in chunk if rec is not None]
-            if parsed and not any(text_column in rec for rec in parsed):
-                keys = list(dict.fromkeys(k for rec in parsed for k in rec))
-                raise ScoreError(
-                    f"stdin: no row in the first {len(chunk)} has a {text_column!r} field; fields are: "
-                    f"{', '.join(map(str, keys[:20]))}; pass --text-column"
-                )
+            check_text_column(chunk, text_column, "stdin")
             checked = True
         predictions = iter(predictor.predict(texts) if texts else [])
         lines = []

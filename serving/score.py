@@ -30,6 +30,7 @@ from givetake.core.records import Record, iter_records
 from givetake.serving.archive import (
     ScoreError,
     check_paths,
+    check_text_column,
     output_format,
     output_names,
     parquet_rows,
@@ -242,13 +243,7 @@ def score_file(
                     if inline_errors:
                         rows.append(ScoredRow(row, rec or {}, None, problem))
             if not checked_column:
-                parsed = [rec for _, rec, _ in chunk if rec is not None]
-                if parsed and not any(column in rec for rec in parsed):
-                    keys = list(dict.fromkeys(k for rec in parsed for k in rec))
-                    raise ScoreError(
-                        f"{src}: no row in the first {len(chunk)} has a {column!r} field; fields are: "
-                        f"{', '.join(map(str, keys[:20]))}; pass --text-column"
-                    )
+                check_text_column(chunk, column, str(src))
                 checked_column = True
             predictions = iter(predictor.predict(texts))
             for r in rows:

@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny random BERT, small data from the shipped corpus, a temp BentoML home.
 
 Also the test tiers: ``unit`` (the default, given to every test without a tier), ``asgi`` (the
-service in-process), ``server`` (a real ``givetake serve``) and ``slow``; ``smoke`` marks the one
-real-server test that ``make test`` runs. Shared helpers live in ``tests/helpers.py``.
+service in-process), ``server`` (a real ``givetake serve``) and ``slow``; ``smoke`` marks the few
+real-server tests that ``make test`` runs. Shared helpers live in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import pytest
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The helpers hold shared assertions (check_report_html, running_server): rewrite them as pytest does tests.
+pytest.register_assert_rewrite("tests.helpers")
 
 from tests.helpers import read_seed_rows  # noqa: E402 - after the defaults: it imports BentoML
 

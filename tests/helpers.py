@@ -2,9 +2,13 @@
 
 - paths and the seed corpus: :data:`ROOT`, :data:`GOLD_DEV`, :func:`needs_shared`, :func:`read_seed_rows`;
 - the service in-process (tier ``asgi``): :func:`service_app`, :func:`service_client`;
-- a real ``givetake serve`` (tier ``server``): :func:`running_server`, :func:`free_port`, :func:`stop`;
+- a real ``givetake serve`` (tier ``server``): :func:`running_server`; any server command:
+  :func:`started_server`, :func:`free_port`, :func:`stop`;
+- the API key of the keyed tests: :data:`KEY`, :data:`AUTH`;
 - archive files for ``givetake score`` and ``predict_frame``: :func:`make_rows`, :func:`write_input`,
-  :func:`read_output`, :func:`read_errors`.
+  :func:`read_output`, :func:`read_errors`, :func:`three_files`;
+- random texts that break naive writers: :func:`texts`, :func:`write_texts`;
+- the feed audit: :func:`write_accounts_csv`, :func:`check_report_html`.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from givetake.core import bundle
@@ -36,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 GOLD_DEV = SHARED / "data" / "gold" / "dev.jsonl"
 SEED_DIR = ROOT / "labels" / "seed"
+
+KEY = "k3y-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 # The service's settings: an in-process app unsets those a test does not give.
 SETTINGS = (
@@ -137,23 +147,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Iterator[str]:
-    """``givetake serve --model MODEL`` on a free loopback port; yields its base URL, stops it after."""
+def started_server(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path = ROOT) -> Iterator[str]:
+    """``cmd`` plus ``--port PORT`` (a free loopback port) in its own process group, its output in
+    ``log_path``; yields its base URL once ``/readyz`` answers 200 (90 s at most), stops it after."""
     port = free_port()
-    full_env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "TOKENIZERS_PARALLELISM": "false",
-        # Its own task database: an in-process app of other tests keeps the default one open.
-        "BENTOML_RESULT_STORE": str(tmp_path / "tasks.db"),
-        **env,
-    }
-    log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "givetake.cli", "serve", "--model", str(model), "--port", str(port), *args],
-            cwd=ROOT,
-            env=full_env,
+            [*cmd, "--port", str(port)],
+            cwd=cwd,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -171,6 +173,23 @@ def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Itera
             yield base
         finally:
             stop(proc)
+
+
+@contextlib.contextmanager
+def running_server(model: Path, tmp_path: Path, *args: str, **env: str) -> Iterator[str]:
+    """``givetake serve --model MODEL`` on a free loopback port; yields its base URL, stops it after."""
+    full_env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+        # Its own task database: an in-process app of other tests keeps the default one open.
+        "BENTOML_RESULT_STORE": str(tmp_path / "tasks.db"),
+        **env,
+    }
+    log_path = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "givetake.cli", "serve", "--model", str(model), *args]
+    with started_server(cmd, log_path, full_env) as base:
+        yield base
     assert "Traceback" not in log_path.read_text()
 
 
@@ -261,3 +280,77 @@ def read_errors(output: Path) -> list[dict[str, Any]]:
     """The rows of a ``givetake score`` run's error file (empty when there is none)."""
     path = side_paths(output)["errors"]
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def three_files(folder: Path) -> list[Path]:
+    """posts.csv, sub/posts.jsonl and more.parquet: 30 rows each, ids 0-29, 100-129, 200-229."""
+    paths = []
+    for k, name in enumerate(["posts.csv", "sub/posts.jsonl", "more.parquet"]):
+        rows = make_rows(30)
+        for r in rows:
+            r["id"] += 100 * k
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        paths.append(write_input(folder / name, rows))
+    return paths
+
+
+# -------------------------------------------------------------------------------------- odd texts
+
+SPECIALS = ["\r", "\n", "\r\n", "\r\r", '"', "'", ",", ";", "\t", "|", "\x00", "\ufeff", "\u2028", "\u2029", "\x85"]
+SPECIALS += ["\U0001f525", "\U0001f469\u200d\U0001f469\u200d\U0001f467", "\\", "\\n", "{", "}", " ", "é"]
+
+
+def texts(surrogates: bool) -> st.SearchStrategy[str]:
+    """Random post texts built from ordinary words and the characters that break naive writers.
+
+    Lone surrogates only where the input format can hold them: JSON escapes them (``"\\ud800"``);
+    a UTF-8 CSV or a Parquet string column cannot.
+    """
+    chars = st.characters(blacklist_categories=() if surrogates else ("Cs",))
+    piece = st.one_of(st.sampled_from(SPECIALS), st.text(chars, max_size=8), st.sampled_from(["our", "new", "shop"]))
+    return st.lists(piece, max_size=12).map("".join)
+
+
+def write_texts(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` (id, text) as the suffix says, with the standard writers."""
+    if path.suffix == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["id", "text"])
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".jsonl":
+        with path.open("w", encoding="utf-8") as fh:  # ensure_ascii: lone surrogates travel as escapes
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    else:
+        pq.write_table(pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows]}), path)
+
+
+# ------------------------------------------------------------------------------------- feed audit
+
+# One post per label, for the feed audit's accounts.
+AUDIT_POSTS = [
+    "Our new pottery course opens Monday, book now at the link!",
+    "Please RT, we need votes for the community grant",
+    "Great guide from the council on recycling, worth a read",
+    "What is the one kitchen tool you would never give up?",
+    "@user Sorry about the delay, DM us your order number and we will chase it",
+]
+
+
+def write_accounts_csv(path: Path) -> None:
+    """60 posts by three accounts (studio, library, helpdesk), a day apart, as a CSV for the feed audit."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["author", "created_at", "text"])
+        for i in range(60):
+            author = ["studio", "library", "helpdesk"][i % 3]
+            w.writerow([author, (start + timedelta(days=i)).isoformat(), f"{AUDIT_POSTS[i % 5]} ({i})"])
+
+
+def check_report_html(page: str) -> None:
+    """Self-contained: no script, no external resource; charts inline as SVG with legends."""
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<script|<link|src=\"http|url\(http|@import", page)
+    assert page.count("<svg") >= 3
+    assert "95% interval" in page and "raw count" in page

@@ -28,12 +28,10 @@ from givetake.cli import app as cli_app
 from givetake.errors import ConfigError
 from givetake.serving import guards
 from givetake.serving.guards import JsonErrors, LimitConcurrency, RequireApiKey
-from tests.helpers import running_server, service_client
+from tests.helpers import AUTH, KEY, running_server, service_client
 
 pytestmark = pytest.mark.asgi
 
-KEY = "k3y-for-tests-0123456789"
-AUTH = {"Authorization": f"Bearer {KEY}"}
 POST = {"texts": ["Could you share this? My sister's dog went missing near the canal path last night."]}
 
 

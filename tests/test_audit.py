@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +28,8 @@ from givetake.serving.audit import (
     verdict,
 )
 from givetake.serving.feed import parse_time, read_posts
-from tests.conftest import read_seed_rows
+from tests.helpers import AUDIT_POSTS as POSTS
+from tests.helpers import check_report_html, read_seed_rows, write_accounts_csv
 
 LABELS = ["pitch", "ask", "helpful_share", "conversation_starter", "customer_service_reply"]
 SIDES = {"pitch": "take", "ask": "take", "helpful_share": "give", "conversation_starter": "give"}
@@ -239,25 +239,14 @@ def test_read_posts_splits_accounts_and_keeps_existing_scores(tmp_path: Path) ->
         read_posts([src], _FakeScorer(), author_column="who", progress=False)
 
 
+def test_read_posts_names_uploads_by_their_own_name(tmp_path: Path) -> None:
+    saved = tmp_path / "tmpab12cd34feed.csv"
+    saved.write_text("text\nbuy now\n")
+    accounts, summary = read_posts([saved], _FakeScorer(), progress=False, names=["feed.csv"])
+    assert accounts[0].name == "feed.csv" and summary.files == ["feed.csv"]
+
+
 # ------------------------------------------------------------------------------------------- report
-
-POSTS = [
-    "Our new pottery course opens Monday, book now at the link!",
-    "Please RT, we need votes for the community grant",
-    "Great guide from the council on recycling, worth a read",
-    "What is the one kitchen tool you would never give up?",
-    "@user Sorry about the delay, DM us your order number and we will chase it",
-]
-
-
-def _write_accounts_csv(path: Path) -> None:
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["author", "created_at", "text"])
-        for i in range(60):
-            author = ["studio", "library", "helpdesk"][i % 3]
-            w.writerow([author, (start + timedelta(days=i)).isoformat(), f"{POSTS[i % 5]} ({i})"])
 
 
 def _write_tweets_js(path: Path, n: int = 40) -> None:
@@ -275,17 +264,9 @@ def _write_tweets_js(path: Path, n: int = 40) -> None:
     path.write_text("window.YTD.tweets.part0 = " + json.dumps(tweets, indent=1))
 
 
-def check_report_html(page: str) -> None:
-    """Self-contained: no script, no external resource; charts inline as SVG with legends."""
-    assert page.startswith("<!DOCTYPE html>")
-    assert not re.search(r"<script|<link|src=\"http|url\(http|@import", page)
-    assert page.count("<svg") >= 3
-    assert "95% interval" in page and "raw count" in page
-
-
 def test_audit_command_on_the_tiny_model(trained_run: Path, tmp_path: Path) -> None:
     src = tmp_path / "accounts.csv"
-    _write_accounts_csv(src)
+    write_accounts_csv(src)
     out = tmp_path / "out" / "report.html"
     result = CliRunner().invoke(app, ["audit", str(src), "-o", str(out), "--model", str(trained_run)])
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -321,7 +302,7 @@ def test_audit_command_on_an_x_archive_with_the_rule_of_thirds(trained_run: Path
 
 def test_audit_command_refuses_bad_options_in_one_line(trained_run: Path, tmp_path: Path) -> None:
     src = tmp_path / "a.csv"
-    _write_accounts_csv(src)
+    write_accounts_csv(src)
     for args, message in [
         (["--rule", "90-10"], "--rule '90-10': choose one of 80-20, thirds, 5-3-2"),
         (["--author-column", "who"], "no author column 'who'"),

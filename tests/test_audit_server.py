@@ -17,9 +17,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from givetake.serving.feed import read_posts
-from tests.test_access import AUTH, KEY, running_server, service_client
-from tests.test_audit import _write_accounts_csv, check_report_html
+from tests.helpers import AUTH, KEY, check_report_html, running_server, service_client, write_accounts_csv
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -29,6 +27,10 @@ try:
     HAVE_SELENIUM = True
 except ImportError:  # pragma: no cover - selenium is in the dev extra
     HAVE_SELENIUM = False
+
+# In-process app tests; the Chromium test also runs a real server, and is the second test
+# `make test` runs on one (CI requires the browser: GIVETAKE_REQUIRE_BROWSER=1).
+pytestmark = pytest.mark.asgi
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def client(trained_run: Path) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def accounts_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("audit") / "accounts.csv"
-    _write_accounts_csv(path)
+    write_accounts_csv(path)
     return path
 
 
@@ -128,6 +130,8 @@ def _need_browser() -> None:
         pytest.skip(reason)
 
 
+@pytest.mark.server
+@pytest.mark.smoke
 def test_the_page_in_headless_chromium(trained_run: Path, tmp_path: Path, accounts_csv: Path) -> None:
     _need_browser()
     from selenium.webdriver.common.by import By
@@ -174,10 +178,4 @@ def test_the_page_in_headless_chromium(trained_run: Path, tmp_path: Path, accoun
         assert (shots / name).stat().st_size > 10_000
 
 
-def test_read_posts_names_uploads_by_their_own_name(tmp_path: Path, accounts_csv: Path) -> None:
-    from tests.test_audit import _FakeScorer
-
-    saved = tmp_path / "tmpab12cd34feed.csv"
-    saved.write_text("text\nbuy now\n")
-    accounts, summary = read_posts([saved], _FakeScorer(), progress=False, names=["feed.csv"])
-    assert accounts[0].name == "feed.csv" and summary.files == ["feed.csv"]
+# END

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,9 +14,7 @@ import yaml
 from givetake.cli.bento import bento_config
 from givetake.core.predictor import Predictor
 from givetake.serving.service import EXAMPLE_INPUT, MODEL_HEADER
-from tests.test_access import free_port, stop
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, started_server
 
 
 def test_the_bentofile_pins_torch_and_takes_the_chosen_model(tmp_path: Path) -> None:
@@ -35,6 +31,7 @@ def test_the_bentofile_pins_torch_and_takes_the_chosen_model(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_a_built_bento_serves_classify(trained_run: Path, tmp_path: Path) -> None:
     home = tmp_path / "bentoml_home"
     env = {
@@ -60,31 +57,10 @@ def test_a_built_bento_serves_classify(trained_run: Path, tmp_path: Path) -> Non
     assert "torch==2.13.0" in (bento_dir / "env" / "python" / "requirements.txt").read_text()
     assert list((bento_dir / "env" / "python" / "wheels").glob("givetake-*.whl"))
 
-    port = free_port()
-    log_path = tmp_path / "bento.log"
-    with log_path.open("wb") as log:
-        # Outside the checkout: the code comes from the Bento's service path and the installed package.
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "givetake:tiny", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                time.sleep(0.25)
-            resp = httpx.post(f"{base}/classify", json=EXAMPLE_INPUT, timeout=30)
-        finally:
-            stop(proc)
+    # Outside the checkout: the code comes from the Bento's service path and the installed package.
+    serve = [sys.executable, "-m", "bentoml", "serve", "givetake:tiny"]
+    with started_server(serve, tmp_path / "bento.log", env, cwd=tmp_path) as base:
+        resp = httpx.post(f"{base}/classify", json=EXAMPLE_INPUT, timeout=30)
     assert resp.status_code == 200, resp.text
     assert resp.headers[MODEL_HEADER] == "givetake:tiny"
     assert resp.json() == Predictor(trained_run, engine="onnx").predict(EXAMPLE_INPUT["texts"])

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from givetake.core.predictor import Predictor
 from givetake.serving.service import EXAMPLE_TEXTS, MAX_TEXTS, MODEL_HEADER
-from tests.test_access import AUTH, KEY, running_server, service_client
+from tests.helpers import AUTH, KEY, running_server, service_client
 
 # fp32 ONNX: answers must not depend on which requests the server batches together.
 ENGINE = "onnx"
@@ -43,6 +43,7 @@ def server(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 # ----------------------------------------------------------------------------------- POST /predict
 
 
+@pytest.mark.asgi
 def test_predict_answers_in_hugging_faces_shape(client: TestClient, predictor: Predictor) -> None:
     expected = predictor.predict(EXAMPLE_TEXTS[:2])
     for body, wanted in (({"inputs": EXAMPLE_TEXTS[0]}, expected[:1]), ({"inputs": EXAMPLE_TEXTS[:2]}, expected)):
@@ -71,12 +72,14 @@ def test_predict_answers_in_hugging_faces_shape(client: TestClient, predictor: P
         ({"inputs": "ok", "parameters": {"top_k": 0}}, "top_k"),
     ],
 )
+@pytest.mark.asgi
 def test_predict_refuses_what_classify_refuses(client: TestClient, body: dict, says: str) -> None:
     resp = client.post("/predict", json=body)
     assert resp.status_code == 400, resp.text
     assert says in resp.json()["error"] and "Traceback" not in resp.text
 
 
+@pytest.mark.asgi
 def test_predict_needs_the_api_key_like_classify(trained_run: Path) -> None:
     with service_client(trained_run, GIVETAKE_API_KEY=KEY) as keyed:
         refused = keyed.post("/predict", json={"inputs": EXAMPLE_TEXTS[0]})
@@ -84,6 +87,8 @@ def test_predict_needs_the_api_key_like_classify(trained_run: Path) -> None:
         assert keyed.post("/predict", json={"inputs": EXAMPLE_TEXTS[0]}, headers=AUTH).status_code == 200
 
 
+@pytest.mark.server
+@pytest.mark.smoke  # a few seconds with its server: `make test` runs it
 def test_inference_client_gets_givetakes_scores(
     server: str,
     predictor: Predictor,
@@ -105,6 +110,7 @@ def test_inference_client_gets_givetakes_scores(
 # ------------------------------------------------------------------------- GET /score_archive/status
 
 
+@pytest.mark.server
 def test_archive_status_reports_rows_read_and_scored_while_the_job_runs(server: str) -> None:
     rows = 12_000
     buf = io.StringIO()
@@ -134,6 +140,7 @@ def test_archive_status_reports_rows_read_and_scored_while_the_job_runs(server: 
     assert result.headers[MODEL_HEADER] and result.headers["x-givetake-rows-read"] == str(rows)
 
 
+@pytest.mark.asgi
 def test_a_failed_archive_job_ends_failed_with_the_reason(client: TestClient) -> None:
     resp = client.post("/score_archive/submit", files={"file": ("posts.csv", b"id,body\n1,hello\n")})
     task_id = resp.json()["task_id"]

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from givetake.core.predictor import Predictor
 from givetake.serving.score import score_file, side_paths
 from givetake.serving.service import MAX_CHARS, MAX_TEXTS
-from tests.test_access import service_client
+from tests.helpers import service_client
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,7 @@ HOSTILE_TEXTS = {
 }
 
 
+@pytest.mark.asgi
 @pytest.mark.parametrize("name", list(HOSTILE_TEXTS))
 def test_odd_text_gets_the_offline_prediction(client: TestClient, predictor: Predictor, name: str) -> None:
     text = HOSTILE_TEXTS[name]
@@ -59,6 +60,7 @@ def test_odd_text_gets_the_offline_prediction(client: TestClient, predictor: Pre
     assert resp.json() == predictor.predict([text, "our new shop opens"])  # the same answer as offline
 
 
+@pytest.mark.asgi
 @pytest.mark.parametrize(
     ("body", "says"),
     [
@@ -83,6 +85,7 @@ def test_malformed_json_is_a_clear_400(client: TestClient, body: bytes, says: st
     _alive(client)
 
 
+@pytest.mark.asgi
 def test_too_long_and_too_many_are_clear_400s(client: TestClient) -> None:
     resp = client.post("/classify", json={"texts": ["\U0001f525" * (MAX_CHARS + 1)]})  # 20,001 code points
     assert resp.status_code == 400 and f"at most {MAX_CHARS} characters" in resp.json()["error"]
@@ -120,6 +123,7 @@ class _PeakRss:
         return (self.peak - self.start) / 2**20
 
 
+@pytest.mark.asgi
 def test_largest_request_is_answered_in_bounded_memory(client: TestClient) -> None:
     # 256 texts of 20,000 characters (5 MB of JSON), varied so no cache makes it cheap.
     texts = [(f"post {i} about our new shop please share " * 500)[:MAX_CHARS] for i in range(MAX_TEXTS)]

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,12 +21,11 @@ import pytest
 
 from givetake.core.predictor import Predictor
 from givetake.serving.service import EXAMPLE_TEXTS, MODEL_HEADER
-from tests.test_access import free_port, stop
+from tests.helpers import ROOT, started_server
 
-ROOT = Path(__file__).resolve().parent.parent
 ENGINE = "onnx"  # fp32: answers do not depend on batch-mates, so each can be checked against its model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 @pytest.fixture(scope="module")
@@ -75,31 +73,9 @@ def _promote(home: Path, tag: str) -> str:
     return result.stdout + result.stderr
 
 
-@contextlib.contextmanager
-def _serve(home: Path, log_path: Path, *args: str) -> Iterator[str]:
-    port = free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "givetake.cli", "serve", "--port", str(port), "--engine", ENGINE, *args],
-            cwd=ROOT,
-            env=_env(home),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "server not ready in 90 s:\n" + log_path.read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                time.sleep(0.25)
-            yield base
-        finally:
-            stop(proc)
+def _serve(home: Path, log_path: Path, *args: str) -> contextlib.AbstractContextManager[str]:
+    cmd = [sys.executable, "-m", "givetake.cli", "serve", "--engine", ENGINE, *args]
+    return started_server(cmd, log_path, _env(home))
 
 
 def _wait_for(base: str, check: object, seconds: float = 60) -> dict:

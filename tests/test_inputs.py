@@ -17,7 +17,7 @@ from givetake.cli import app
 from givetake.core.predictor import Predictor
 from givetake.serving.archive import ScoreError, expand_inputs
 from givetake.serving.score import DONE_FILE, score_file, score_files, side_paths
-from tests.test_score import BAD, make_rows, read_errors, read_output, write_input
+from tests.helpers import BAD, make_rows, read_errors, read_output, three_files, write_input
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,18 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def predictor(trained_run: Path) -> Predictor:
     return Predictor(trained_run, engine="torch")
-
-
-def three_files(folder: Path) -> list[Path]:
-    """posts.csv, sub/posts.jsonl and more.parquet: 30 rows each, ids 0-29, 100-129, 200-229."""
-    paths = []
-    for k, name in enumerate(["posts.csv", "sub/posts.jsonl", "more.parquet"]):
-        rows = make_rows(30)
-        for r in rows:
-            r["id"] += 100 * k
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        paths.append(write_input(folder / name, rows))
-    return paths
 
 
 def test_expand_inputs_folders_globs_and_files(tmp_path: Path) -> None:

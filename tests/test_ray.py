@@ -25,9 +25,7 @@ from givetake.core.classifier import text_problem
 from givetake.core.predictor import Predictor
 from givetake.serving.ray_runner import ERRORS_DIR, FAULT_ENV, score_with_ray
 from givetake.serving.score import score_file, side_paths
-from tests.test_inputs import three_files
-from tests.test_roundtrip import texts, write
-from tests.test_score import make_rows, read_output, write_input
+from tests.helpers import make_rows, read_output, texts, three_files, write_input, write_texts
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'givetake[ray]'")
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -87,7 +85,7 @@ def test_every_text_survives_on_ray(
         inputs = {}
         for suffix, batch in ((".csv", csv_texts), (".jsonl", jsonl_texts), (".parquet", parquet_texts)):
             rows = [{"id": f"{i:05d}", "text": t} for i, t in enumerate(batch)]
-            write(Path(tmp) / f"posts{suffix}", rows)
+            write_texts(Path(tmp) / f"posts{suffix}", rows)
             inputs[str((Path(tmp) / f"posts{suffix}").resolve())] = rows
         out = Path(tmp) / "out"
         summary = score_with_ray([Path(p) for p in inputs], out, trained_run, workers=2, chunk_size=4, progress=False)

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -23,36 +22,9 @@ from hypothesis import strategies as st
 from givetake.core.classifier import text_problem
 from givetake.core.predictor import Predictor
 from givetake.serving.score import score_file, side_paths
-from tests.conftest import SHARED, needs_shared
+from tests.helpers import SHARED, needs_shared, texts, write_texts
 
 TWCS = SHARED / "data" / "raw" / "twcs_random5k" / "twcs_small.csv"
-SPECIALS = ["\r", "\n", "\r\n", "\r\r", '"', "'", ",", ";", "\t", "|", "\x00", "\ufeff", "\u2028", "\u2029", "\x85"]
-SPECIALS += ["\U0001f525", "\U0001f469\u200d\U0001f469\u200d\U0001f467", "\\", "\\n", "{", "}", " ", "é"]
-
-
-def texts(surrogates: bool) -> st.SearchStrategy[str]:
-    """Random post texts built from ordinary words and the characters that break naive writers.
-
-    Lone surrogates only where the input format can hold them: JSON escapes them (``"\\ud800"``);
-    a UTF-8 CSV or a Parquet string column cannot.
-    """
-    chars = st.characters(blacklist_categories=() if surrogates else ("Cs",))
-    piece = st.one_of(st.sampled_from(SPECIALS), st.text(chars, max_size=8), st.sampled_from(["our", "new", "shop"]))
-    return st.lists(piece, max_size=12).map("".join)
-
-
-def write(path: Path, rows: list[dict[str, Any]]) -> None:
-    """``rows`` (id, text) as the suffix says, with the standard writers."""
-    if path.suffix == ".csv":
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["id", "text"])
-            writer.writeheader()
-            writer.writerows(rows)
-    elif path.suffix == ".jsonl":
-        with path.open("w", encoding="utf-8") as fh:  # ensure_ascii: lone surrogates travel as escapes
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
-    else:
-        pq.write_table(pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows]}), path)
 
 
 def read_back(path: Path) -> list[dict[str, Any]]:
@@ -105,7 +77,7 @@ def test_every_text_survives_scoring(predictor: Predictor, in_suffix: str) -> No
         rows = [{"id": f"{i:05d}", "text": t} for i, t in enumerate(batch)]
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / f"posts{in_suffix}"
-            write(src, rows)
+            write_texts(src, rows)
             for out_suffix in (".csv", ".jsonl", ".parquet"):
                 out = Path(tmp) / f"scored{out_suffix}"
                 summary = score_file(src, out, predictor, chunk_size=5, progress=False)

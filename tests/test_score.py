@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -13,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -24,91 +21,9 @@ from givetake.core.predictor import Predictor
 from givetake.core.records import iter_records
 from givetake.errors import DataError
 from givetake.serving.score import ScoreError, score_file, side_paths
+from tests.helpers import BAD, make_rows, read_errors, read_output, write_input
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = [
-    "our",
-    "new",
-    "shop",
-    "opens",
-    "please",
-    "share",
-    "this",
-    "great",
-    "thread",
-    "on",
-    "bus",
-    "networks",
-    "sorry",
-    "about",
-    "your",
-    "order",
-    "what",
-    "do",
-    "you",
-    "think",
-    "user",
-    "http",
-]
-BAD = {3: "   ", 7: None, 11: "\n\t"}  # row index -> unusable text (blank, missing, whitespace)
-
-
-def make_rows(n: int, bad: dict[int, Any] | None = None) -> list[dict[str, Any]]:
-    """``n`` posts with an id, a text and an extra column; ``bad`` replaces some texts."""
-    bad = BAD if bad is None else bad
-    rows = []
-    for i in range(n):
-        text = " ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(3 + i % 9)) + f" #{i}"
-        rows.append({"id": i, "text": bad.get(i, text), "author": f"a{i % 5}"})
-    return rows
-
-
-def write_input(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write ``rows`` as CSV, JSONL, Parquet or tweets.js (by suffix)."""
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    elif path.suffix == ".csv":
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    elif path.suffix == ".parquet":
-        table = pa.table(
-            {
-                "id": [r["id"] for r in rows],
-                "author": [r["author"] for r in rows],
-                "text": [r["text"] if isinstance(r["text"], str) else None for r in rows],
-            }
-        )
-        pq.write_table(table, path, row_group_size=16)
-    else:
-        tweets = [
-            {
-                "tweet": {
-                    "id_str": str(r["id"]),
-                    "full_text": r["text"],
-                    "created_at": "Mon Nov 23 10:00:00 +0000 2026",
-                    "entities": {"hashtags": [], "urls": []},
-                }
-            }
-            for r in rows
-        ]
-        path.write_text("window.YTD.tweets.part0 = " + json.dumps(tweets, indent=2), encoding="utf-8")
-    return path
-
-
-def read_output(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    if path.suffix == ".parquet":
-        return pq.read_table(path).to_pylist()
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def read_errors(output: Path) -> list[dict[str, Any]]:
-    path = side_paths(output)["errors"]
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
 
 
 @pytest.fixture(scope="module")
