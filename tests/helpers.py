@@ -267,13 +267,16 @@ def write_input(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def read_output(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``givetake score`` output (CSV, Parquet or JSONL, by suffix)."""
+    """The rows of a ``givetake score`` output (CSV, Parquet or JSONL, by suffix), through the standard
+    readers only. JSONL is read line by line from the file: ``str.splitlines`` would also split at
+    U+2028 and U+0085 inside texts."""
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
     if path.suffix == ".parquet":
         return pq.read_table(path).to_pylist()
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
 
 
 def read_errors(output: Path) -> list[dict[str, Any]]:

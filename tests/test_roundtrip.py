@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -22,26 +21,15 @@ from hypothesis import strategies as st
 from givetake.core.classifier import text_problem
 from givetake.core.predictor import Predictor
 from givetake.serving.score import score_file, side_paths
-from tests.helpers import SHARED, needs_shared, texts, write_texts
+from tests.helpers import SHARED, needs_shared, read_output, texts, write_texts
 
 TWCS = SHARED / "data" / "raw" / "twcs_random5k" / "twcs_small.csv"
-
-
-def read_back(path: Path) -> list[dict[str, Any]]:
-    """The output rows through the standard readers only."""
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    if path.suffix == ".parquet":
-        return pq.read_table(path).to_pylist()
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
 
 
 def check_round_trip(rows: list[dict[str, Any]], out: Path, labels: list[str], errors: list[dict[str, Any]]) -> None:
     """Scored rows in order with their exact text and sane scores; the others in ``errors``, with a reason."""
     good = [r for r in rows if text_problem(r, "text") is None]
-    got = read_back(out)
+    got = read_output(out)
     assert [str(r["id"]) for r in got] == [str(r["id"]) for r in good]
     assert [r["text"] for r in got] == [r["text"] for r in good]
     for row in got:  # a row split in two would shift scores into other columns
@@ -96,6 +84,6 @@ def test_twcs_archive_round_trips(predictor: Predictor, tmp_path: Path, out_name
     out = tmp_path / out_name
     summary = score_file(TWCS, out, predictor, progress=False)
     assert (summary.read, summary.scored, summary.errors) == (5000, 5000, 0)
-    got = read_back(out)
+    got = read_output(out)
     assert len(got) == 5000
     assert [(str(r["tweet_id"]), r["text"]) for r in got] == [(r["tweet_id"], r["text"]) for r in rows]
