@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,ray]" --config-settings editable_mode=strict
 	touch $@
 
-PACKAGE_FILES := $(shell find src training serving labels -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' -o -name '*.html' -o -name py.typed \) 2>/dev/null | sort | cksum | cut -d' ' -f1)
+PACKAGE_FILES := $(shell find src training serving labels -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.jsonl' -o -name '*.json' -o -name '*.html' -o -name py.typed \) 2>/dev/null | sort | cksum | cut -d' ' -f1)
 $(VENV)/.linked-$(PACKAGE_FILES): $(VENV)/.installed
 	rm -f $(VENV)/.linked-*
 	$(PY) -m pip install -q --no-deps -e . --config-settings editable_mode=strict

@@ -7,19 +7,22 @@ share; how often the account answers customers; and the examples that take most 
 Everything comes back as plain JSON-ready dicts (``report.json``); :mod:`givetake.serving.report`
 draws them.
 
-Correction: adjusted classify-and-count. A label with true positive rate ``tpr`` and false positive
-rate ``fpr`` flags ``q = p*tpr + (1-p)*fpr`` of posts when ``p`` truly carry it, so
-``p = (q - fpr) / (tpr - fpr)``, clipped to [0, 1]. Why this and not averaged probabilities: the
-model's scores are calibrated on its training mix, not on a feed, and thresholds are tuned for F1,
-so counts and mean scores are both biased; the error rates fix the count with two numbers per label
-that the user can re-measure on their own posts (``givetake evaluate``). bench/RESULTS.md has the
-check on the real gold dev set.
+Correction: a feed's count of a label is off by its false negatives minus its false positives,
+and by how much differs from feed to feed. :mod:`givetake.core.count_bias` measures that bias on
+real labelled posts, source by source, as a mean and a between-feed spread (a random-effects
+model); the audit adds the mean to the count and, when the user has labelled a sample of their own
+posts (``givetake evaluate``), moves it toward that sample's own bias, as far as the sample's size
+warrants. Why not adjusted classify-and-count with the validation split's TPR/FPR, the first
+design: on the real gold dev set it was no closer than the raw count (the validation split says
+the model barely errs), and with rates from a small labelled sample it was farther (dividing by
+TPR - FPR amplifies their noise). bench/RESULTS.md ("Feed audit") has the comparison.
 
-Interval: a parametric bootstrap over the three things that are uncertain: the feed's counted
-share (binomial, Jeffreys prior), and the TPR and FPR (binomial on the labelled posts they were
-measured on). Each draw is corrected and the 2.5th and 97.5th percentiles are the 95% interval, so
-an account with few posts, or a label measured on few labelled posts, gets a wide one.
-tests/test_audit.py checks its coverage in a simulation.
+Interval: a prediction interval for this feed: the uncertainty of the feed's bias (the spread
+between feeds, or what a labelled sample leaves of it) plus the noise of the feed's own posts
+(per-post error variance / posts), drawn from a Student t with the reference's feeds - 2 degrees of
+freedom; the 2.5th and 97.5th percentiles of the draws are the 95% interval, so a short feed gets a
+wide one. A label the reference does not know (a new label) with no labelled sample is reported as
+counted, with a binomial interval. tests/test_audit.py checks the coverage in a simulation.
 """
 
 from __future__ import annotations
@@ -32,16 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from givetake.core.error_rates import ErrorRates, LabelErrors
+from givetake.core.count_bias import CountBiasReference, FeedBias, feed_bias, load_reference
+from givetake.core.error_rates import VALIDATION, ErrorRates
 
 LEVEL = 0.95
 # Bootstrap draws per share; a timeline point, one of many, gets fewer. 2000 put the 2.5th and 97.5th
 # percentiles within about half a point of their limit; an audit of 2000 accounts stays well under a minute.
 DRAWS = 2000
 PERIOD_DRAWS = 500
-# Below this TPR - FPR the model barely tells the label apart and the correction would divide by
-# almost nothing: the raw count is reported instead, and the report says so.
-MIN_SEPARATION = 0.1
 EXAMPLES = 5
 # A timeline point needs this many posts; fewer would draw an interval from 0 to 1.
 MIN_PERIOD_POSTS = 3
@@ -50,31 +51,37 @@ MIN_PERIOD_POSTS = 3
 # ----------------------------------------------------------------------------------------- shares
 
 
-def correct_share(q: float | np.ndarray, tpr: float | np.ndarray, fpr: float | np.ndarray) -> Any:
-    """Adjusted classify-and-count: the true share behind a counted share ``q``, clipped to [0, 1].
+def feed_biases(
+    labels: Sequence[str], errors: ErrorRates | None, reference: CountBiasReference | None
+) -> dict[str, FeedBias]:
+    """Each label's estimated bias in a feed: the reference, updated with the user's labelled sample.
 
-    Where ``tpr - fpr`` is under :data:`MIN_SEPARATION` the count is returned unchanged.
+    ``errors`` from the validation split are not a sample of the user's posts and are not used.
     """
-    q, tpr, fpr = np.asarray(q, float), np.asarray(tpr, float), np.asarray(fpr, float)
-    sep = tpr - fpr
-    safe = np.where(sep >= MIN_SEPARATION, sep, 1.0)
-    p = np.where(sep >= MIN_SEPARATION, (q - fpr) / safe, q)
-    out = np.clip(p, 0.0, 1.0)
-    return float(out) if out.ndim == 0 else out
+    sample = errors if errors is not None and errors.source != VALIDATION else None
+    out = {}
+    for name in labels:
+        prior = reference.labels.get(name) if reference else None
+        e = sample.labels.get(name) if sample else None
+        out[name] = feed_bias(prior, (e.fp, e.fn, e.tp + e.fp + e.fn + e.tn) if e else None)
+    return out
 
 
-def share_draws(
-    count: int, n: int, errors: LabelErrors | None, rng: np.random.Generator, draws: int = DRAWS
-) -> np.ndarray:
-    """Bootstrap draws of the corrected share (raw share draws when ``errors`` is None)."""
-    q = rng.beta(count + 0.5, n - count + 0.5, draws)
-    if errors is None:
-        return q
-    tpr = rng.beta(errors.tp + 0.5, errors.fn + 0.5, draws)
-    fpr = rng.beta(errors.fp + 0.5, errors.tn + 0.5, draws)
-    if errors.tpr - errors.fpr < MIN_SEPARATION:
-        return q
-    return np.asarray(correct_share(q, tpr, fpr))
+def corrected_share(count: int, n: int, bias: FeedBias | None) -> float:
+    """The share behind ``count`` flagged posts of ``n``: the count plus the feed's estimated bias."""
+    raw = count / n if n else float("nan")
+    if bias is None or not bias.corrected or not n:
+        return raw
+    return float(min(max(raw + bias.mean, 0.0), 1.0))
+
+
+def share_draws(count: int, n: int, bias: FeedBias | None, rng: np.random.Generator, draws: int = DRAWS) -> np.ndarray:
+    """Draws of the feed's share, for intervals (binomial draws of the count when ``bias`` knows nothing)."""
+    if bias is None or not bias.corrected or not n:
+        return rng.beta(count + 0.5, n - count + 0.5, draws)
+    sd = math.sqrt(bias.variance + bias.post_variance / n)
+    noise = rng.standard_t(bias.df, draws) if math.isfinite(bias.df) else rng.standard_normal(draws)
+    return np.clip(count / n + bias.mean + sd * noise, 0.0, 1.0)
 
 
 def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -244,30 +251,27 @@ class AccountPosts:
 def label_shares(
     predicted: np.ndarray,
     labels: Sequence[str],
-    errors: ErrorRates | None,
+    biases: dict[str, FeedBias] | None,
     rng: np.random.Generator,
     draws: int = DRAWS,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Per label: count, raw share, corrected share and interval; and the bootstrap draws."""
+    """Per label: count, raw share, corrected share and interval; and the draws behind the interval."""
     n = len(predicted)
     out, all_draws = {}, {}
     for j, name in enumerate(labels):
         count = int(predicted[:, j].sum()) if n else 0
-        e = errors.labels.get(name) if errors else None
-        d = share_draws(count, n, e, rng, draws)
-        raw = count / n if n else float("nan")
-        corrected = e is not None and e.tpr - e.fpr >= MIN_SEPARATION
+        b = biases.get(name) if biases else None
+        d = share_draws(count, n, b, rng, draws)
         low, high = interval(d)
         out[name] = {
             "count": count,
             "posts": n,
-            "raw": raw,
-            "share": correct_share(raw, e.tpr, e.fpr) if corrected and e is not None else raw,
+            "raw": count / n if n else float("nan"),
+            "share": corrected_share(count, n, b),
             "low": low,
             "high": high,
-            "corrected": corrected,
-            "tpr": e.tpr if e else None,
-            "fpr": e.fpr if e else None,
+            "corrected": bool(b and b.corrected),
+            "bias": b.mean if b and b.corrected else None,
         }
         all_draws[name] = d
     return out, all_draws
@@ -332,7 +336,7 @@ def timeline(
     posts: AccountPosts,
     labels: Sequence[str],
     take_labels: Sequence[str],
-    errors: ErrorRates | None,
+    biases: dict[str, FeedBias] | None,
     rng: np.random.Generator,
 ) -> dict[str, Any] | None:
     """Take share per week or month, corrected, with counts; None when no post has a time."""
@@ -348,7 +352,7 @@ def timeline(
     for start in sorted(groups):
         rows = groups[start]
         pred = posts.predicted[rows]
-        shares, draws = label_shares(pred[:, idx], list(take_labels), errors, rng, draws=PERIOD_DRAWS)
+        shares, draws = label_shares(pred[:, idx], list(take_labels), biases, rng, draws=PERIOD_DRAWS)
         total = np.minimum(sum(draws[n] for n in take_labels), 1.0)
         low, high = interval(np.asarray(total))
         points.append(
@@ -395,14 +399,14 @@ def audit_account(
     posts: AccountPosts,
     labels: Sequence[str],
     sides: dict[str, str],
-    errors: ErrorRates | None,
+    biases: dict[str, FeedBias] | None,
     rule: Rule,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Every figure of one account's audit, JSON-ready."""
     rng = np.random.default_rng(seed)
     groups = buckets(labels, sides)
-    shares, draws = label_shares(posts.predicted, labels, errors, rng)
+    shares, draws = label_shares(posts.predicted, labels, biases, rng)
     grouped = bucket_shares(shares, draws, groups)
     times = [t for t in posts.times if t is not None]
     take_labels = list(groups["take"].labels)
@@ -422,7 +426,7 @@ def audit_account(
         "balance": balance(draws, groups, shares),
         "verdict": verdict(grouped["take"], rule, groups["take"].title),
         "targets": check_targets(rule, grouped),
-        "timeline": timeline(posts, labels, take_labels, errors, rng),
+        "timeline": timeline(posts, labels, take_labels, biases, rng),
         "examples": {
             "take": examples(posts, labels, take_labels, []),
             "give": examples(posts, labels, give_labels, take_labels),
@@ -443,6 +447,20 @@ def audit_account(
     return result
 
 
+def correction_sentence(errors: ErrorRates | None, reference: CountBiasReference, biases: dict[str, FeedBias]) -> str:
+    """One sentence on what corrected the counts, for the report and the CLI."""
+    known = [n for n, b in biases.items() if b.corrected]
+    if not known:
+        return "none: the counts are shown as counted (no count bias known for these labels)"
+    said = f"count bias on real posts ({reference.description})"
+    if errors is not None and errors.source != VALIDATION:
+        said += f", updated with {errors.description}"
+    missing = [n for n in biases if n not in known]
+    if missing:
+        said += f"; not corrected: {', '.join(missing)}"
+    return said
+
+
 def audit(
     accounts: Sequence[AccountPosts],
     labels: Sequence[str],
@@ -450,10 +468,18 @@ def audit(
     errors: ErrorRates | None,
     rule_name: str = DEFAULT_RULE,
     seed: int = 0,
+    reference: CountBiasReference | None = None,
 ) -> dict[str, Any]:
-    """The audit of every account, ranked from most giving to most taking, plus the rule used."""
+    """The audit of every account, ranked from most giving to most taking, plus the rule used.
+
+    ``reference`` is the count bias on real posts (default: the one shipped, :mod:`givetake.core.count_bias`);
+    ``errors`` from ``givetake evaluate`` on the user's own posts refine it, the validation split's do not.
+    """
     rule = RULES[rule_name]
-    results = [audit_account(a, labels, sides, errors, rule, seed + i) for i, a in enumerate(accounts)]
+    if reference is None:
+        reference = load_reference()
+    biases = feed_biases(labels, errors, reference)
+    results = [audit_account(a, labels, sides, biases, rule, seed + i) for i, a in enumerate(accounts)]
     ranking = sorted(
         results, key=lambda r: (r["buckets"]["take"]["share"], -r["posts"], r["account"])
     )  # most giving first
@@ -467,7 +493,8 @@ def audit(
         "labels": list(labels),
         "sides": {n: sides.get(n) for n in labels},
         "error_rates": errors.to_dict() if errors else None,
-        "correction": "adjusted classify-and-count" if errors else "none (no error rates)",
+        "count_bias": reference.to_dict(),
+        "correction": correction_sentence(errors, reference, biases),
         "level": LEVEL,
         "accounts": results,
         "ranking": [

@@ -421,26 +421,47 @@ def _overview(report: dict[str, Any]) -> str:
     )
 
 
+def _sample_bias(counts: dict[str, Any]) -> float:
+    """A labelled sample's count bias: (missed - false alarms) / posts."""
+    rows = counts["tp"] + counts["fp"] + counts["fn"] + counts["tn"]
+    return float((counts["fn"] - counts["fp"]) / max(rows, 1))
+
+
 def _method(report: dict[str, Any]) -> str:
+    cb = report.get("count_bias") or {}
     er = report.get("error_rates")
     read = report.get("input", {})
-    if er:
-        rows = "".join(
-            f"<tr><td>{_e(n)}</td><td class='num'>{e['tpr']:.3f}</td><td class='num'>{e['fpr']:.3f}</td>"
-            f"<td class='num'>{e['tp'] + e['fn']}</td><td class='num'>{e['fp'] + e['tn']}</td></tr>"
-            for n, e in er["per_label"].items()
+    sample = er if er and er.get("source") != "validation" else None
+    first = report["accounts"][0]["labels"] if report.get("accounts") else {}
+    rows = []
+    for n in report.get("labels", []):
+        ref = (cb.get("per_label") or {}).get(n)
+        mine = (sample or {}).get("per_label", {}).get(n) if sample else None
+        used = first.get(n, {}).get("bias")
+        rows.append(
+            f"<tr><td>{_e(n)}</td>"
+            + (
+                f"<td class='num'>{ref['mean']:+.1%}</td><td class='num'>{ref['spread']:.1%}</td>"
+                if ref
+                else "<td class='num'>-</td><td class='num'>-</td>"
+            )
+            + (f"<td class='num'>{_sample_bias(mine):+.1%}</td>" if mine else "")
+            + (f"<td class='num'>{used:+.1%}</td>" if used is not None else "<td class='num'>not corrected</td>")
+            + "</tr>"
         )
-        how = (
-            f"<p class='note'>Shares are corrected by adjusted classify-and-count: a label's counted share q becomes "
-            f"(q - FPR) / (TPR - FPR), with its true and false positive rates measured on {_e(er['description'])}. "
-            "The 95% interval comes from a bootstrap over the feed's count and the labelled posts behind the rates. "
-            "A bucket's share (take = pitch + ask) is the sum of its labels' shares. Rates measured on a labelled "
-            "sample of your own posts (<code>givetake evaluate</code>) fit a feed better than the validation split.</p>"
-            "<table><tr><th>label</th><th class='num'>TPR</th><th class='num'>FPR</th>"
-            "<th class='num'>labelled yes</th><th class='num'>labelled no</th></tr>" + rows + "</table>"
-        )
-    else:
-        how = "<p class='note'>No error rates: the shares are raw counts with binomial intervals.</p>"
+    mine_head = "<th class='num'>your sample's bias</th>" if sample else ""
+    how = (
+        "<p class='note'>A count is off by the model's missed posts minus its false alarms, and by how much "
+        "differs from feed to feed. Each share is the count plus the label's bias (added to the count, below); "
+        f"the bias comes from the {_e(report.get('correction', ''))}. "
+        "The 95% interval is a prediction interval for this feed: the spread of that bias between feeds "
+        "(or what your labelled sample leaves of it) plus the noise of "
+        "this feed's own posts, so short feeds get wide intervals. A bucket's share (take = pitch + ask) is the "
+        "sum of its labels' shares. Label a few hundred of your own posts and run <code>givetake evaluate</code> "
+        "to correct for your feed rather than for the average one.</p>"
+        "<table><tr><th>label</th><th class='num'>mean bias on real posts</th><th class='num'>spread between feeds</th>"
+        f"{mine_head}<th class='num'>added to the count</th></tr>" + "".join(rows) + "</table>"
+    )
     skipped = ""
     if read.get("skipped"):
         skipped = (

@@ -14,13 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from givetake.cli import app
+from givetake.core.count_bias import CountBias, CountBiasReference, feed_bias, load_reference, measure_count_bias
 from givetake.core.error_rates import ErrorRates, LabelErrors, confusion_counts, load_error_rates, rates_from_metrics
 from givetake.errors import DataError
 from givetake.serving.audit import (
     RULES,
     AccountPosts,
     audit,
-    correct_share,
+    corrected_share,
+    feed_biases,
     interval,
     label_shares,
     share_draws,
@@ -34,66 +36,135 @@ from tests.helpers import check_report_html, read_seed_rows, write_accounts_csv
 LABELS = ["pitch", "ask", "helpful_share", "conversation_starter", "customer_service_reply"]
 SIDES = {"pitch": "take", "ask": "take", "helpful_share": "give", "conversation_starter": "give"}
 SIDES["customer_service_reply"] = "give"
-PERFECT = ErrorRates("test", "perfect", {n: LabelErrors(tp=200, fp=0, fn=0, tn=800) for n in LABELS})
+
+
+def reference(mean: float = 0.0, spread: float = 0.02, feeds: int = 10) -> CountBiasReference:
+    """A count-bias reference with the same bias for every label."""
+    b = CountBias(mean=mean, spread=spread, mean_se=0.005, post_variance=0.08, feeds=feeds, posts=1000)
+    return CountBiasReference("test reference", {n: b for n in LABELS})
 
 
 # ------------------------------------------------------------------------------------- arithmetic
 
 
-def test_correct_share_inverts_the_classifier() -> None:
-    # 25% of posts truly pitch; the model finds 80% of them and flags 10% of the rest.
-    q = 0.25 * 0.8 + 0.75 * 0.1
-    assert correct_share(q, 0.8, 0.1) == pytest.approx(0.25)
-    # Clipped: a count below the false positive rate means none, not a negative share.
-    assert correct_share(0.05, 0.8, 0.1) == 0.0
-    assert correct_share(0.95, 0.8, 0.1) == 1.0
-    # A label the model barely separates is left as counted.
-    assert correct_share(0.3, 0.5, 0.45) == pytest.approx(0.3)
+def test_feed_bias_weighs_a_labelled_sample_against_the_reference() -> None:
+    prior = reference(mean=0.02, spread=0.03).labels["pitch"]
+    alone = feed_bias(prior, None)
+    assert alone.corrected and alone.mean == pytest.approx(0.02)
+    assert alone.variance == pytest.approx(0.03**2 + 0.005**2)
+    # A big sample of the user's own posts (bias +0.10: 1000 missed, none flagged wrongly) wins ...
+    big = feed_bias(prior, (0, 1000, 10_000))
+    assert big.mean == pytest.approx(0.10, abs=0.005) and big.variance < alone.variance / 10
+    # ... a small one (one miss in ten posts, also +0.10) only nudges the reference.
+    small = feed_bias(prior, (0, 1, 10))
+    assert 0.02 < small.mean < 0.05
+    # A label the reference does not know: the sample alone, or, without one, no correction.
+    assert feed_bias(None, (0, 1000, 10_000)).mean == pytest.approx(0.10)
+    assert not feed_bias(None, None).corrected
 
 
-def test_shares_count_posts_per_label_and_perfect_rates_change_nothing() -> None:
+def test_validation_rates_do_not_move_the_reference_and_an_evaluation_does() -> None:
+    counts = {n: LabelErrors(tp=100, fp=0, fn=100, tn=800) for n in LABELS}  # bias +0.10 in 1000 posts
+    ref = reference(mean=0.0, spread=0.05)
+    from_validation = feed_biases(LABELS, ErrorRates("validation", "v", counts), ref)
+    from_users_posts = feed_biases(LABELS, ErrorRates("mine", "m", counts), ref)
+    assert from_validation["pitch"].mean == 0.0
+    assert from_users_posts["pitch"].mean == pytest.approx(0.10, abs=0.01)
+    unknown = feed_biases([*LABELS, "complaint"], None, ref)["complaint"]
+    assert not unknown.corrected
+
+
+def test_shares_count_posts_per_label_and_a_zero_bias_changes_nothing() -> None:
     pred = np.zeros((20, 5), dtype=np.int8)
     pred[:5, 0] = 1  # 5 pitch
     pred[5:7, 1] = 1  # 2 ask
-    pred[:10, 2] = 1  # 10 helpful_share (4 of them also pitch... rows 0-4 pitch too)
-    shares, _ = label_shares(pred, LABELS, PERFECT, np.random.default_rng(0))
+    pred[:10, 2] = 1  # 10 helpful_share (rows 0-4 pitch too)
+    shares, _ = label_shares(pred, LABELS, feed_biases(LABELS, None, reference()), np.random.default_rng(0))
     assert [shares[n]["count"] for n in LABELS] == [5, 2, 10, 0, 0]
     assert shares["pitch"]["raw"] == 0.25 and shares["pitch"]["share"] == pytest.approx(0.25)
     assert shares["helpful_share"]["share"] == pytest.approx(0.5)
     assert shares["pitch"]["low"] < 0.25 < shares["pitch"]["high"]
 
 
-def test_correction_moves_a_biased_count_back_to_the_truth() -> None:
-    errors = ErrorRates("t", "t", {n: LabelErrors(tp=160, fp=80, fn=40, tn=720) for n in LABELS})  # tpr .8 fpr .1
+def test_correction_adds_the_bias_and_clips_at_zero() -> None:
+    biases = feed_biases(LABELS, None, reference(mean=-0.05))
     pred = np.zeros((1000, 5), dtype=np.int8)
-    pred[:275, 0] = 1  # counted 27.5% = 0.25 * 0.8 + 0.75 * 0.1
-    shares, _ = label_shares(pred, LABELS, errors, np.random.default_rng(0))
+    pred[:275, 0] = 1
+    pred[:20, 1] = 1
+    shares, _ = label_shares(pred, LABELS, biases, np.random.default_rng(0))
     assert shares["pitch"]["raw"] == pytest.approx(0.275)
-    assert shares["pitch"]["share"] == pytest.approx(0.25)
-    assert shares["ask"]["share"] == 0.0  # counted 0 < FPR
+    assert shares["pitch"]["share"] == pytest.approx(0.225)
+    assert shares["ask"]["share"] == 0.0 and shares["ask"]["low"] == 0.0  # counted 2% with a -5% bias
+    assert corrected_share(3, 10, None) == pytest.approx(0.3)
+
+
+def simulated_feed(rng: np.random.Generator, bias: float, n: int, share: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and flags of ``n`` posts whose expected count bias (labelled - counted) is ``bias``."""
+    fp_rate = 0.06
+    fn_rate = float(np.clip((bias + (1 - share) * fp_rate) / share, 0, 1))
+    truth = rng.random(n) < share
+    flags = np.where(truth, rng.random(n) >= fn_rate, rng.random(n) < fp_rate)
+    return truth.astype(int), flags.astype(int)
+
+
+def test_measured_bias_recovers_the_mean_and_the_spread_between_feeds() -> None:
+    rng = np.random.default_rng(1)
+    truth, flags, feeds = [], [], []
+    for f in range(40):
+        t, p = simulated_feed(rng, rng.normal(0.03, 0.02), 400)
+        truth.append(t)
+        flags.append(p)
+        feeds += [f"feed{f}"] * 400
+    ref = measure_count_bias(np.concatenate(truth)[:, None], np.concatenate(flags)[:, None], feeds, ["pitch"], "sim")
+    b = ref.labels["pitch"]
+    assert b.mean == pytest.approx(0.03, abs=0.01)
+    assert b.spread == pytest.approx(0.02, abs=0.01)
+    assert b.feeds == 40 and b.posts == 16_000
+    # Identical feeds: no spread between them beyond their posts' noise.
+    same = [simulated_feed(rng, 0.03, 400) for _ in range(40)]
+    flat = measure_count_bias(
+        np.concatenate([t for t, _ in same])[:, None],
+        np.concatenate([p for _, p in same])[:, None],
+        [f"f{i}" for i in range(40) for _ in range(400)],
+        ["pitch"],
+        "sim",
+    )
+    assert flat.labels["pitch"].spread < 0.012  # the 99th percentile over seeds is 0.011
 
 
 def test_interval_covers_the_true_share_about_95_percent_of_the_time() -> None:
-    """Simulated feeds: true share 30%, a classifier with TPR .85 / FPR .08 measured on 1000 labelled posts."""
+    """A reference measured on 10 simulated sources; new feeds whose bias comes from the same spread."""
     rng = np.random.default_rng(42)
-    true_p, tpr, fpr, n_feed, n_pos, n_neg = 0.30, 0.85, 0.08, 400, 150, 850
+    mean, spread = 0.03, 0.02
+    feeds = [simulated_feed(rng, rng.normal(mean, spread), 150) for _ in range(10)]
+    ref = measure_count_bias(
+        np.concatenate([t for t, _ in feeds])[:, None],
+        np.concatenate([p for _, p in feeds])[:, None],
+        [f"f{i}" for i in range(10) for _ in range(150)],
+        ["pitch"],
+        "sim",
+    )
+    bias = feed_biases(["pitch"], None, ref)["pitch"]
     covered, raw_err, corrected_err, sims = 0, [], [], 300
     for _ in range(sims):
-        tp = rng.binomial(n_pos, tpr)
-        fp = rng.binomial(n_neg, fpr)
-        e = LabelErrors(tp=int(tp), fp=int(fp), fn=int(n_pos - tp), tn=int(n_neg - fp))
-        truth = rng.random(n_feed) < true_p
-        flagged = np.where(truth, rng.random(n_feed) < tpr, rng.random(n_feed) < fpr)
-        count = int(flagged.sum())
-        low, high = interval(share_draws(count, n_feed, e, rng, draws=1500))
-        covered += low <= true_p <= high
-        raw_err.append(count / n_feed - true_p)
-        corrected_err.append(correct_share(count / n_feed, e.tpr, e.fpr) - true_p)
+        truth, flags = simulated_feed(rng, rng.normal(mean, spread), 200)
+        count, true_share = int(flags.sum()), float(truth.mean())
+        low, high = interval(share_draws(count, len(flags), bias, rng, draws=1500))
+        covered += low <= true_share <= high
+        raw_err.append(count / len(flags) - true_share)
+        corrected_err.append(corrected_share(count, len(flags), bias) - true_share)
     coverage = covered / sims
     assert 0.90 <= coverage <= 0.995, coverage
-    # The raw count is biased (here upward by 0.3*(.85-1) + 0.7*.08 = +0.011); the correction is not.
+    # The raw count is biased (about -3 points here); the corrected share is not.
     assert abs(np.mean(corrected_err)) < abs(np.mean(raw_err))
     assert abs(np.mean(corrected_err)) < 0.01
+
+
+def test_the_shipped_reference_knows_every_label_of_the_schema() -> None:
+    ref = load_reference()
+    assert set(ref.labels) == set(LABELS)
+    assert all(b.feeds >= 3 and b.posts > 0 and b.spread >= 0 for b in ref.labels.values())
+    assert "real posts" in ref.description
 
 
 def test_verdict_is_taking_giving_or_borderline_by_where_the_interval_lies() -> None:
@@ -126,7 +197,8 @@ def test_audit_ranks_accounts_and_checks_the_rule_of_thirds() -> None:
     helper[:3, 1] = 1  # 10% ask
     helper[3:15, 2] = 1  # 40% share
     helper[15:27, 3] = 1  # 40% conversation
-    report = audit([_account("seller", seller), _account("helper", helper)], LABELS, SIDES, PERFECT, "thirds")
+    accounts = [_account("seller", seller), _account("helper", helper)]
+    report = audit(accounts, LABELS, SIDES, None, "thirds", reference=reference(mean=0.0))
     assert [r["account"] for r in report["ranking"]] == ["helper", "seller"]
     by = {a["account"]: a for a in report["accounts"]}
     assert by["seller"]["verdict"]["status"] == "taking"
@@ -147,7 +219,8 @@ def test_timeline_groups_by_week_with_counts() -> None:
     times: list[datetime | None] = [start + timedelta(days=d) for d in (0, 1, 2, 3, 7, 8, 9, 10)] + [None]
     pred = np.zeros((9, 5))
     pred[[0, 1, 2, 3], 0] = 1  # first week all pitch
-    tl = timeline(_account("a", pred, times), LABELS, ["pitch", "ask"], PERFECT, np.random.default_rng(0))
+    biases = feed_biases(LABELS, None, reference(mean=0.0))
+    tl = timeline(_account("a", pred, times), LABELS, ["pitch", "ask"], biases, np.random.default_rng(0))
     assert tl is not None and tl["unit"] == "week" and tl["undated"] == 1
     assert [(p["start"], p["posts"], p["take_count"]) for p in tl["points"]] == [
         ("2024-03-04", 4, 4),
@@ -277,6 +350,8 @@ def test_audit_command_on_the_tiny_model(trained_run: Path, tmp_path: Path) -> N
     assert [a["posts"] for a in report["accounts"]] == [20, 20, 20]
     assert len(report["ranking"]) == 3 and report["rule"]["name"] == "80-20"
     assert report["error_rates"]["source"] == "validation"
+    assert report["correction"].startswith("count bias on real posts (measured for the default recipe")
+    assert "updated with" not in report["correction"] and "your sample" not in page
     for acc in report["accounts"]:
         assert acc["verdict"]["status"] in ("giving", "taking", "borderline")
         assert acc["verdict"]["sentence"] in page
@@ -327,6 +402,15 @@ def test_givetake_evaluate_records_the_rates_the_audit_uses(trained_run: Path, t
     rates = load_error_rates(run, LABELS)
     assert rates.source == "my_posts" and "my_posts" in rates.description
     assert rates.labels["pitch"].tp == recorded["tp"]
+    # The audit now corrects with the reference updated by that sample, and says so.
+    src = tmp_path / "accounts.csv"
+    write_accounts_csv(src)
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(app, ["audit", str(src), "-o", str(out), "--model", str(run)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out.parent / "report.json").read_text())
+    assert "updated with givetake evaluate on 'my_posts'" in report["correction"]
+    assert "your sample's bias" in out.read_text()
     # A store model keeps its metrics untouched: its eval/<name>/ report is found instead.
     store_like = tmp_path / "store_model"
     (store_like / "eval" / "mine").mkdir(parents=True)

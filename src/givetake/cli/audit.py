@@ -102,8 +102,7 @@ def audit(
         typer.echo(f"{acc['account']}: {acc['verdict']['sentence']}")
     if len(report["accounts"]) > 10:
         typer.echo(f"... and {len(report['accounts']) - 10} more accounts")
-    source = report["error_rates"]["description"] if report["error_rates"] else "none"
-    typer.echo(f"shares corrected with the model's error rates on {source}")
+    typer.echo(f"correction: {report['correction']}")
     typer.echo(f"wrote {html_path} and {json_path}")
 
 
