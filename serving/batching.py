@@ -28,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -208,7 +209,8 @@ class GreedyBatcher:
 
         Called with ``_ready`` held, by an idle runner.
         """
-        share = min(self.max_posts, -(-self._queued_posts // self._idle))
+        divisor = self.runners if os.environ.get("GT_EXP_SHARE") == "all" else self._idle
+        share = min(self.max_posts, -(-self._queued_posts // divisor))
         batch: list[_Piece] = []
         posts = 0
         while self._queue and posts < share:
@@ -235,6 +237,9 @@ class GreedyBatcher:
         return batch
 
     def _serve(self) -> None:
+        nice = int(os.environ.get("GT_EXP_NICE", "0") or 0)
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         while True:
             with self._ready:
                 while not (batch := self._take()):

@@ -157,8 +157,34 @@ class TrainConfig:
     max_steps: int = field(
         default=-1, metadata=_help("Stop after this many optimisation steps (for smoke tests); -1 = no limit.")
     )
+    teacher: str = field(
+        default="none",
+        metadata=_help(
+            "A teacher whose scores the model also learns from (distillation): a scores file written by "
+            "`givetake teach`, a givetake model (run directory or BentoML tag, e.g. givetake:live to keep the "
+            "old labels' behaviour while a new one is added), 'shipped' (labels/teacher_scores.jsonl), or 'none'. "
+            "Rows and labels the teacher has no score for are learnt from the labels alone."
+        ),
+    )
+    augment: float = field(
+        default=0.0,
+        metadata=_help(
+            "Add a noisy variant (case, typos, emoji, hashtags, @mentions, links, cut-off text, thread numbers) "
+            "of this share of the training rows, with their labels (0 = none)."
+        ),
+    )
+    distill_weight: float = field(
+        default=0.5,
+        metadata=_help("With --teacher: the teacher's share of the loss; the labels have the rest."),
+    )
 
     def __post_init__(self) -> None:
+        if not 0 < self.distill_weight <= 1:
+            raise ConfigError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
+        if not 0 <= self.augment <= 1:
+            raise ConfigError(f"--augment must be in [0, 1], got {self.augment}")
+        if not self.teacher.strip():
+            raise ConfigError("--teacher must not be empty (use 'none' for no teacher)")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if not 0 < self.learning_rate < 1:

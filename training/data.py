@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,14 +94,31 @@ class LabelledPosts:
             [self.rows[i] for i in idx],
         )
 
-    def to_dataset(self) -> datasets.Dataset:
+    def with_variants(self, rows: Sequence[int], texts: Sequence[str]) -> LabelledPosts:
+        """These posts followed by ``texts``, variants of ``rows`` that keep their labels."""
+        more = self.subset(rows)
+        assert self.ids is not None and self.rows is not None and more.ids is not None and more.rows is not None
+        return LabelledPosts(
+            [*self.texts, *texts],
+            np.concatenate([self.y, more.y]),
+            self.label_names,
+            [*self.sources, *(f"{s}+variant" for s in more.sources)],
+            np.concatenate([self.mask, more.mask]),
+            [*self.ids, *more.ids],
+            [*self.rows, *more.rows],
+        )
+
+    def to_dataset(self, soft: np.ndarray | None = None) -> datasets.Dataset:
         """As a ``datasets.Dataset`` with ``text`` and float multi-hot ``labels`` columns.
 
-        An unknown cell is written as -1 (the training loss masks it out).
+        An unknown cell is written as -1 (the training loss masks it out). ``soft``, a teacher's
+        scores (NaN where it has none, also written as -1), is appended to each row's labels.
         """
         import datasets
 
         labels = np.where(self.mask > 0, self.y, -1).astype(np.float32)
+        if soft is not None:
+            labels = np.concatenate([labels, np.nan_to_num(soft.astype(np.float32), nan=-1.0)], axis=1)
         return datasets.Dataset.from_dict({"text": self.texts, "labels": labels.tolist()})
 
     def counts(self) -> dict[str, Any]:

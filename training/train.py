@@ -27,9 +27,11 @@ from givetake.core.resources import available_cores
 from givetake.core.text import normalize, truncate_ids
 from givetake.core.thresholds import apply_thresholds, save_thresholds, tune_thresholds
 from givetake.labels.schema import Schema, load_schema
+from givetake.training.augment import variants
 from givetake.training.card import write_card
 from givetake.training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
 from givetake.training.data import LabelledPosts, label_warnings, load_posts, stratified_split
+from givetake.training.distill import SHIPPED, teacher_targets
 from givetake.training.evaluate import compute_metrics, write_report
 from givetake.training.export import ExportError, export_model
 
@@ -65,13 +67,13 @@ def pos_weights(y: np.ndarray, cap: float, known: np.ndarray | None = None) -> n
     return np.minimum(neg / np.maximum(pos, 1.0), cap).clip(min=1.0)
 
 
-def tokenize(posts: LabelledPosts, tokenizer: Any, max_length: int, head: int) -> Any:
+def tokenize(posts: LabelledPosts, tokenizer: Any, max_length: int, head: int, soft: np.ndarray | None = None) -> Any:
     """A ``datasets.Dataset`` of token ids (normalised text, no padding) and float labels.
 
     A post longer than ``max_length`` keeps its first ``head`` tokens and the rest from its end,
     as every prediction path does (:func:`training.text.truncate_ids`).
     """
-    ds = posts.to_dataset()
+    ds = posts.to_dataset(soft)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         enc = dict(tokenizer([normalize(t) for t in batch["text"]], truncation=False))
@@ -128,26 +130,39 @@ def _trainer_class() -> type:
         existed): it is masked out of the loss instead of being read as a negative.
         """
 
-        def __init__(self, *args: Any, pos_weight: np.ndarray | None = None, **kwargs: Any) -> None:
+        def __init__(
+            self, *args: Any, pos_weight: np.ndarray | None = None, distill_weight: float = 0.0, **kwargs: Any
+        ) -> None:
             super().__init__(*args, **kwargs)
             self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32)
+            self.distill_weight = distill_weight
+
+        def _bce(self, logits: Any, targets: Any) -> Any:
+            """Weighted BCE over the cells whose target is known (a negative target marks an unknown one)."""
+            if not bool((targets < 0).any()):
+                return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)
+            mask = (targets >= 0).float()
+            cells = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, targets.clamp(min=0), pos_weight=self.pos_weight, reduction="none"
+            )
+            return (cells * mask).sum() / mask.sum().clamp(min=1.0)
 
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
-            labels = inputs.pop("labels")
+            labels = inputs.pop("labels").float()
             outputs = model(**inputs)
-            labels = labels.float()
-            if bool((labels < 0).any()):
-                mask = (labels >= 0).float()
-                cells = torch.nn.functional.binary_cross_entropy_with_logits(
-                    outputs.logits.float(), labels.clamp(min=0), pos_weight=self.pos_weight, reduction="none"
+            logits = outputs.logits.float()
+            width = logits.shape[1]
+            if labels.shape[1] == 2 * width:  # labels, then a teacher's scores (training rows only)
+                hard, soft = labels[:, :width], labels[:, width:]
+                # A cell the teacher has no score for learns from its label alone.
+                soft = torch.where(soft < 0, hard, soft)
+                loss = (1 - self.distill_weight) * self._bce(logits, hard) + self.distill_weight * self._bce(
+                    logits, soft
                 )
-                loss = (cells * mask).sum() / mask.sum().clamp(min=1.0)
             else:
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    outputs.logits.float(), labels, pos_weight=self.pos_weight
-                )
+                loss = self._bce(logits, labels)
             return (loss, outputs) if return_outputs else loss
 
     return BalancedTrainer
@@ -189,6 +204,8 @@ def train(
     posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
     train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
+    if train_cfg.augment > 0:
+        train_posts = train_posts.with_variants(*variants(train_posts.texts, train_cfg.augment, train_cfg.seed))
     log.info("data: %d train, %d validation rows", len(train_posts), len(val_posts))
     data_warnings = label_warnings(posts)
     for line in data_warnings:
@@ -199,7 +216,13 @@ def train(
 
     torch.manual_seed(train_cfg.seed)
     tokenizer, model = build_model(model_cfg, schema)
-    train_ds = tokenize(train_posts, tokenizer, model_cfg.max_length, model_cfg.head)
+    soft, teacher_name = None, None
+    if train_cfg.teacher != "none":
+        teacher = str(SHIPPED) if train_cfg.teacher == "shipped" else train_cfg.teacher
+        soft, teacher_name = teacher_targets(teacher, train_posts.texts, schema.names)
+        covered = float(np.isfinite(soft).all(axis=1).mean()) if len(soft) else 0.0
+        log.info("teacher %s: scores for %.0f%% of the training rows", teacher_name, 100 * covered)
+    train_ds = tokenize(train_posts, tokenizer, model_cfg.max_length, model_cfg.head, soft)
     val_ds = tokenize(val_posts, tokenizer, model_cfg.max_length, model_cfg.head)
 
     run_id = train_cfg.run_id or new_run_id()
@@ -250,6 +273,7 @@ def train(
         compute_metrics=_threshold_metrics(schema.names),
         callbacks=callbacks,
         pos_weight=pos_weights(train_posts.y, train_cfg.pos_weight_cap, train_posts.known),
+        distill_weight=train_cfg.distill_weight if soft is not None else 0.0,
     )
     try:
         result = trainer.train()
@@ -288,6 +312,7 @@ def train(
         "run_id": run_id,
         "base_model": model_cfg.base_model,
         "lexical_weight": model_cfg.lexical_weight,
+        "teacher": {"name": teacher_name, "distill_weight": train_cfg.distill_weight} if teacher_name else None,
         "schema_version": schema.version,
         "labels": schema.names,
         "validation": val_metrics,

@@ -1,6 +1,6 @@
 """The ``givetake`` command line: one typer app, a module per command group.
 
-- :mod:`givetake.cli.train`: ``train``, ``evaluate``, ``baseline``, ``models``, ``export``;
+- :mod:`givetake.cli.train`: ``train``, ``evaluate``, ``baseline``, ``teach``, ``models``, ``export``;
 - :mod:`givetake.cli.serve`: ``serve``, ``score``;
 - :mod:`givetake.cli.labels`: ``import``, ``compare``, ``promote``, ``label-issues``, ``suggest``;
 - :mod:`givetake.cli.audit`: ``audit`` (is a feed giving or taking? an HTML report).
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.command()(train.train)
 app.command()(train.evaluate)
 app.command()(train.baseline)
+app.command()(train.teach)
 app.command()(train.models)
 app.command()(serve.serve)
 app.command()(serve.score)

@@ -12,12 +12,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 
 from givetake.cli.serve import EngineOption
 from givetake.core.bundle import ENGINE_FILES
 from givetake.core.predictor import ENGINE_ENV
 from givetake.core.registry import list_runs, read_metrics, resolve_model
+from givetake.labels.schema import load_schema
+from givetake.training.augment import variant
 from givetake.training.baseline import run_baseline
 from givetake.training.config import (
     CONFIG_CLASSES,
@@ -27,6 +30,8 @@ from givetake.training.config import (
     read_config_file,
     typer_options,
 )
+from givetake.training.data import load_posts
+from givetake.training.distill import SHIPPED, teacher_targets, write_scores
 from givetake.training.evaluate import evaluate_model
 from givetake.training.export import export_model, sync_store_copy
 from givetake.training.parity import parity_table
@@ -106,6 +111,31 @@ def baseline(
     for name in metrics["evaluations"]:
         typer.echo((run_dir / "eval" / Path(name).stem / "report.txt").read_text(encoding="utf-8"))
     typer.echo(f"saved {run_dir}")
+
+
+def teach(
+    teacher: Annotated[str, typer.Option(help="The teacher: a models/<run> directory or a BentoML tag.")],
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Labelled file(s) whose texts it scores; default: the shipped corpus.")
+    ] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="The scores file to write.")] = SHIPPED,
+    text_column: Annotated[str, typer.Option(help="Column holding the post text.")] = "text",
+    labels_column: Annotated[str, typer.Option(help="Column holding the labels.")] = "labels",
+    variants_seed: Annotated[
+        int | None,
+        typer.Option(help="Also score each text's noisy variant for `givetake train --augment` with this --seed."),
+    ] = None,
+) -> None:
+    """Write a teacher's scores for the training texts, for `givetake train --teacher FILE` (distillation)."""
+
+    schema = load_schema(None)
+    posts = load_posts([str(p) for p in data] if data else None, schema, text_column, labels_column)
+    texts = list(posts.texts)
+    if variants_seed is not None:
+        texts += [variant(t, variants_seed) for t in posts.texts]
+    soft, name = teacher_targets(teacher, texts, schema.names)
+    rows = write_scores(out, texts, np.nan_to_num(soft, nan=0.0), schema.names, name)
+    typer.echo(f"wrote {rows} texts' scores from {name} to {out}")
 
 
 def models(

@@ -1,0 +1,64 @@
+"""Distillation: a teacher's scores file, its lookup by text, and a student trained with them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from givetake.cli import app
+from givetake.errors import DataError
+from givetake.training.distill import read_scores, teacher_targets, text_key, write_scores
+
+LABELS = ["pitch", "ask", "helpful_share", "conversation_starter", "customer_service_reply"]
+
+
+def test_scores_file_round_trip_and_lookup_by_text(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.3]])
+    # The same text twice (after normalisation) is written once.
+    rows = write_scores(path, ["Buy now!", "Any tips?", "Buy now!"], probs, ["pitch", "ask"], "teacher-x")
+    assert rows == 2
+    header, scores = read_scores(path)
+    assert header == {"teacher": "teacher-x", "labels": ["pitch", "ask"]}
+    assert scores[text_key("Buy now!")].tolist() == pytest.approx([0.9, 0.1])
+    # Looked up in the student's label order; a label or a text the teacher lacks is NaN.
+    got, name = teacher_targets(str(path), ["Any tips?", "never scored"], ["ask", "pitch", "complaint"])
+    assert name == "teacher-x"
+    assert got[0, :2].tolist() == pytest.approx([0.8, 0.2]) and np.isnan(got[0, 2])
+    assert np.isnan(got[1]).all()
+
+
+def test_a_bad_scores_file_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"teacher": "x", "labels": ["a", "b"]}) + "\n" + json.dumps({"key": "k", "scores": [1]}))
+    with pytest.raises(DataError, match="2 scores"):
+        read_scores(bad)
+    bad.write_text("not json\n")
+    with pytest.raises(DataError, match="not a teacher-scores file"):
+        read_scores(bad)
+
+
+def test_teach_then_train_a_student_with_the_teachers_scores(
+    trained_run: Path, tiny_base_model: Path, small_data: Path, tmp_path: Path
+) -> None:
+    scores = tmp_path / "teacher.jsonl"
+    result = CliRunner().invoke(
+        app, ["teach", "--teacher", str(trained_run), "--data", str(small_data), "-o", str(scores)]
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    header, table = read_scores(scores)
+    assert header["labels"] == LABELS and len(table) > 50
+    assert all(0 <= v <= 1 for row in table.values() for v in row)
+    out = tmp_path / "models"
+    args = ["train", "--base-model", str(tiny_base_model), "--data", str(small_data), "--output-dir", str(out)]
+    args += ["--run-id", "student", "--max-steps", "3", "--batch-size", "16", "--max-length", "32", "--no-register"]
+    result = CliRunner().invoke(app, [*args, "--teacher", str(scores), "--distill-weight", "0.7"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((out / "student" / "metrics.json").read_text())
+    assert metrics["teacher"] == {"name": header["teacher"], "distill_weight": 0.7}
+    result = CliRunner().invoke(app, [*args, "--teacher", str(scores), "--distill-weight", "0"])
+    assert result.exit_code != 0 and "--distill-weight must be in (0, 1]" in result.output + str(result.exception)
