@@ -20,6 +20,14 @@ dispatcher holds requests back to grow batches, by an amount learnt from the ave
 batches; under a steady load that wait feeds on itself and the server's CPU use stayed at 1.35 of 2
 cores while 32 requests were queued (230-257 posts/s, 51-61% of the raw engine). After a burst it
 kept waiting about 60 ms per request for seconds (single-post p50 62 ms instead of 7 ms).
+
+Why calls merge at most ``merge_posts`` (the server: 16) posts of several requests: the tail. With
+32 one-post clients a runner that frees up while the other is busy finds most of them queued and
+took them all in one call of 20-30 posts (80-100 ms), so the requests behind it waited for two such
+calls. Capping what is merged keeps calls short and the queue moving in order (bench/RESULTS.md,
+"p99 at 32 clients": one-post requests p99 88 against 117 ms uncapped; 8 cut it to 82 but cost
+a quarter of the throughput of 8-post requests, 16 costs an eighth). A single request's posts are
+not cut to that cap: a request of 256 posts still goes in one call (or is split between idle runners).
 """
 
 from __future__ import annotations
@@ -122,7 +130,8 @@ class GreedyBatcher:
 
     A request bigger than the share is split between runners when both parts hold at least
     ``min_piece`` posts (smaller calls cost more per post than the waiting they save), and at
-    ``max_posts`` whatever its size. ``on_batch(requests, posts)`` is called on the engine thread
+    ``max_posts`` whatever its size. Further requests join a call only while it holds at most
+    ``merge_posts`` posts (default: ``max_posts``). ``on_batch(requests, posts)`` is called on the engine thread
     after each call, for metrics.
     """
 
@@ -133,11 +142,13 @@ class GreedyBatcher:
         on_batch: Callable[[int, int], None] | None = None,
         runners: int = 1,
         min_piece: int = 16,
+        merge_posts: int | None = None,
     ) -> None:
-        if max_posts < 1 or runners < 1 or min_piece < 1:
-            raise ValueError("max_posts, runners and min_piece must be at least 1")
+        if max_posts < 1 or runners < 1 or min_piece < 1 or (merge_posts is not None and merge_posts < 1):
+            raise ValueError("max_posts, runners, min_piece and merge_posts must be at least 1")
         self.predict = predict
         self.max_posts = max_posts
+        self.merge_posts = max_posts if merge_posts is None else merge_posts
         self.on_batch = on_batch
         self.runners = runners
         self.min_piece = min_piece
@@ -221,6 +232,8 @@ class GreedyBatcher:
                 continue
             if batch and piece.request.predict is not batch[0].request.predict:
                 break  # queued for another model (a swap happened): it starts the next call
+            if batch and posts + len(piece) > self.merge_posts:
+                break  # merging more would make a long call that every request in it waits for
             take = self._portion(len(piece), share - posts, first=not batch)
             if take == 0:
                 break
@@ -298,10 +311,16 @@ class EngineThreads:
     """
 
     def __init__(
-        self, predictor: Predictor, max_posts: int = 256, on_batch: Callable[[int, int], None] | None = None
+        self,
+        predictor: Predictor,
+        max_posts: int = 256,
+        on_batch: Callable[[int, int], None] | None = None,
+        merge_posts: int | None = None,
     ) -> None:
         self.predictor = predictor
-        self.batcher = GreedyBatcher(predictor.predict, max_posts=max_posts, on_batch=on_batch, runners=predictor.calls)
+        self.batcher = GreedyBatcher(
+            predictor.predict, max_posts=max_posts, on_batch=on_batch, runners=predictor.calls, merge_posts=merge_posts
+        )
 
     @property
     def labels(self) -> list[str]:

@@ -78,6 +78,27 @@ def test_a_call_holds_at_most_max_posts_and_splits_only_big_requests() -> None:
     assert predict.calls == [["x"], ["a", "b", "c"], ["d", "e"], ["f", "g", "h"], ["i"]]
 
 
+def test_requests_merge_up_to_merge_posts_but_one_request_is_not_cut_to_it() -> None:
+    predict = SlowEcho()
+    batcher = GreedyBatcher(predict, max_posts=256, merge_posts=3)
+
+    async def scenario() -> list[list[str]]:
+        predict.gate.clear()
+        first = asyncio.create_task(batcher.submit(["x"]))
+        await _wait_for(lambda: batcher._started and not batcher._queue)
+        texts = (["a"], ["b"], ["c"], ["d"], ["e", "f", "g", "h", "i"], ["j"])
+        rest = [asyncio.create_task(batcher.submit(t)) for t in texts]
+        await asyncio.sleep(0.05)
+        predict.gate.set()
+        return [await first, *[await r for r in rest]]
+
+    results = asyncio.run(scenario())
+    batcher.close()
+    assert results == [["X"], ["A"], ["B"], ["C"], ["D"], ["E", "F", "G", "H", "I"], ["J"]]
+    # One-post requests in order, three to a call; the five-post request whole, in a call of its own.
+    assert predict.calls == [["x"], ["a", "b", "c"], ["d"], ["e", "f", "g", "h", "i"], ["j"]]
+
+
 def test_runners_score_their_shares_of_a_big_request_side_by_side() -> None:
     both_in = threading.Barrier(2, timeout=5)  # passes only if two calls run at the same time
     calls: list[list[str]] = []
@@ -183,7 +204,7 @@ def test_a_failing_on_batch_callback_does_not_stop_the_runner() -> None:
 
 
 def test_settings_must_be_positive_and_a_closed_batcher_refuses_work() -> None:
-    for bad in ({"max_posts": 0}, {"runners": 0}, {"min_piece": 0}):
+    for bad in ({"max_posts": 0}, {"runners": 0}, {"min_piece": 0}, {"merge_posts": 0}):
         with pytest.raises(ValueError, match="at least 1"):
             GreedyBatcher(SlowEcho(), **bad)  # type: ignore[arg-type]
     batcher = GreedyBatcher(SlowEcho())

@@ -164,3 +164,14 @@ def test_a_bad_call_size_is_refused(monkeypatch: pytest.MonkeyPatch, value: str)
     assert _call_posts() == 8
     monkeypatch.delenv("GIVETAKE_CALL_POSTS")
     assert _call_posts() == 256
+
+
+@pytest.mark.parametrize("value", ["0", "300", "x"])
+def test_a_bad_merge_size_is_refused_and_the_default_is_16(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from givetake.serving.service import _merge_posts
+
+    monkeypatch.setenv("GIVETAKE_MERGE_POSTS", value)
+    with pytest.raises(ValueError, match=f"GIVETAKE_MERGE_POSTS={value!r} must be a whole number from 1 to 256"):
+        _merge_posts()
+    monkeypatch.delenv("GIVETAKE_MERGE_POSTS")
+    assert _merge_posts() == 16

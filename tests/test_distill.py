@@ -62,3 +62,36 @@ def test_teach_then_train_a_student_with_the_teachers_scores(
     assert metrics["teacher"] == {"name": header["teacher"], "distill_weight": 0.7}
     result = CliRunner().invoke(app, [*args, "--teacher", str(scores), "--distill-weight", "0"])
     assert result.exit_code != 0 and "--distill-weight must be in (0, 1]" in result.output + str(result.exception)
+
+
+def test_the_loss_mixes_labels_and_teacher_scores_by_the_distill_weight() -> None:
+    import types
+
+    import torch
+
+    from givetake.training.train import _trainer_class
+
+    cls = _trainer_class()
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
+
+    class Model:
+        def __call__(self, **_: object) -> types.SimpleNamespace:
+            return types.SimpleNamespace(logits=logits)
+
+    def loss(labels: list[list[float]], weight: float) -> float:
+        fake = types.SimpleNamespace(pos_weight=None, distill_weight=weight)
+        fake._bce = lambda lg, t: cls._bce(fake, lg, t)
+        return float(cls.compute_loss(fake, Model(), {"labels": torch.tensor(labels)}))
+
+    def bce(targets: list[list[float]]) -> float:
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor(targets)))
+
+    hard = [[1.0, 0.0], [0.0, 1.0]]
+    soft = [[0.7, 0.2], [0.4, 0.6]]
+    assert loss(hard, 0.5) == pytest.approx(bce(hard))  # no teacher columns: the labels alone
+    assert loss([h + h for h in hard], 0.5) == pytest.approx(bce(hard))  # a teacher that agrees changes nothing
+    assert loss([h + s for h, s in zip(hard, soft, strict=True)], 1.0) == pytest.approx(bce(soft))
+    mixed = loss([h + s for h, s in zip(hard, soft, strict=True)], 0.3)
+    assert mixed == pytest.approx(0.7 * bce(hard) + 0.3 * bce(soft))
+    # A cell without a teacher score (-1) learns from its label.
+    assert loss([h + [-1.0, -1.0] for h in hard], 1.0) == pytest.approx(bce(hard))
