@@ -95,3 +95,42 @@ def test_the_loss_mixes_labels_and_teacher_scores_by_the_distill_weight() -> Non
     assert mixed == pytest.approx(0.7 * bce(hard) + 0.3 * bce(soft))
     # A cell without a teacher score (-1) learns from its label.
     assert loss([h + [-1.0, -1.0] for h in hard], 1.0) == pytest.approx(bce(hard))
+
+
+def test_read_texts_dedupes_samples_and_reads_x_archives(tmp_path: Path) -> None:
+    from givetake.training.distill import read_texts
+
+    csv_file = tmp_path / "pool.csv"
+    csv_file.write_text("text\nhello there\nhello there\n\nanother post\n")
+    tweets = tmp_path / "tweets.js"
+    tweets.write_text('window.YTD.tweets.part0 = [{"tweet": {"full_text": "from the archive"}}]')
+    assert sorted(read_texts([csv_file, tweets], "text", 100, seed=0)) == [
+        "another post",
+        "from the archive",
+        "hello there",
+    ]
+    assert len(read_texts([csv_file, tweets], "text", 2, seed=0)) == 2
+    with pytest.raises(DataError, match="no posts with text"):
+        read_texts([csv_file], "body", 10, seed=0)
+
+
+def test_train_learns_unlabelled_posts_from_a_model_teacher(
+    trained_run: Path, tiny_base_model: Path, small_data: Path, tmp_path: Path
+) -> None:
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(
+        "".join(json.dumps({"text": f"unlabelled post number {i}, what do you think?"}) + "\n" for i in range(40))
+    )
+    out = tmp_path / "models"
+    args = ["train", "--base-model", str(tiny_base_model), "--data", str(small_data), "--output-dir", str(out)]
+    args += ["--max-steps", "3", "--batch-size", "16", "--max-length", "32", "--no-register", "--unlabelled", str(pool)]
+    result = CliRunner().invoke(app, [*args, "--run-id", "no-teacher"])
+    assert result.exit_code != 0 and "--unlabelled needs a --teacher" in result.output + str(result.exception)
+    result = CliRunner().invoke(app, [*args, "--run-id", "pooled", "--teacher", str(trained_run)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((out / "pooled" / "metrics.json").read_text())
+    assert metrics["teacher"]["name"] == str(trained_run)
+    assert (
+        metrics["data"]["train"]["rows"]
+        > json.loads((trained_run / "metrics.json").read_text())["data"]["train"]["rows"]
+    )

@@ -108,6 +108,18 @@ class DataConfig:
             "one 0/1 column per label is read instead."
         ),
     )
+    unlabelled: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Unlabelled posts of your own (CSV, JSONL, Parquet or tweets.js; repeatable): the --teacher scores them "
+            "and the model learns those scores as well (distillation, or self-training when the teacher is the "
+            "model being retrained). Needs a model as --teacher."
+        ),
+    )
+    unlabelled_limit: int = field(
+        default=5000,
+        metadata=_help("At most this many unlabelled posts are used (a random sample of them, fixed by --seed)."),
+    )
     validation_fraction: float = field(
         default=0.2,
         metadata=_help(
@@ -121,6 +133,8 @@ class DataConfig:
             raise ConfigError(f"--validation-fraction must be between 0.05 and 0.5, got {self.validation_fraction}")
         if not self.text_column.strip():
             raise ConfigError("--text-column must not be empty")
+        if self.unlabelled_limit < 1:
+            raise ConfigError(f"--unlabelled-limit must be at least 1, got {self.unlabelled_limit}")
 
 
 @dataclass

@@ -108,6 +108,20 @@ class LabelledPosts:
             [*self.rows, *more.rows],
         )
 
+    def with_unlabelled(self, texts: Sequence[str]) -> LabelledPosts:
+        """These posts followed by ``texts`` with every label unknown (learnt from a teacher alone)."""
+        assert self.ids is not None and self.rows is not None
+        width = len(self.label_names)
+        return LabelledPosts(
+            [*self.texts, *texts],
+            np.concatenate([self.y, np.zeros((len(texts), width), dtype=self.y.dtype)]),
+            self.label_names,
+            [*self.sources, *(["unlabelled"] * len(texts))],
+            np.concatenate([self.mask, np.zeros((len(texts), width), dtype=self.mask.dtype)]),
+            [*self.ids, *([""] * len(texts))],
+            [*self.rows, *range(1, len(texts) + 1)],
+        )
+
     def to_dataset(self, soft: np.ndarray | None = None) -> datasets.Dataset:
         """As a ``datasets.Dataset`` with ``text`` and float multi-hot ``labels`` columns.
 

@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from givetake.core.predictor import Predictor
+from givetake.core.records import input_format, iter_records
 from givetake.core.text import normalize
 from givetake.errors import DataError
 from givetake.labels.schema import SEED_DIR
 
 SHIPPED = SEED_DIR.parent / "teacher_scores.jsonl"
+CHUNK = 256  # texts per call of a model teacher (a progress step)
 
 
 def text_key(text: str) -> str:
@@ -75,7 +79,33 @@ def read_scores(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, scores
 
 
-def teacher_targets(teacher: str, texts: Sequence[str], labels: Sequence[str]) -> tuple[np.ndarray, str]:
+def read_texts(paths: Sequence[str | Path], text_column: str, limit: int, seed: int) -> list[str]:
+    """Posts of unlabelled files (CSV, JSONL, Parquet, tweets.js), deduplicated; a random ``limit`` of them.
+
+    A row without text in ``text_column`` (or ``full_text``, as X archives name it) is skipped.
+    """
+    seen: dict[str, str] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise DataError(f"unlabelled posts: {path} is not a file")
+        for _, record, _ in iter_records(path, input_format(path)):
+            if record is None:
+                continue
+            value = record.get(text_column) or record.get("full_text")
+            if isinstance(value, str) and value.strip():
+                seen.setdefault(text_key(value), value)
+    texts = list(seen.values())
+    if not texts:
+        raise DataError(f"no posts with text in {', '.join(map(str, paths))} (column {text_column!r})")
+    if len(texts) > limit:
+        texts = random.Random(seed).sample(texts, limit)
+    return texts
+
+
+def teacher_targets(
+    teacher: str, texts: Sequence[str], labels: Sequence[str], progress: bool = True
+) -> tuple[np.ndarray, str]:
     """The teacher's scores for ``texts`` in the order of ``labels`` (NaN where it has none), and its name.
 
     ``teacher`` is a scores file (``.jsonl``) or a givetake model (a run directory or a BentoML tag),
@@ -94,8 +124,11 @@ def teacher_targets(teacher: str, texts: Sequence[str], labels: Sequence[str]) -
                         out[row, j] = found[columns[name]]
         return out, str(header.get("teacher") or path.name)
     predictor = Predictor(teacher)
-    probs, _ = predictor.predict_proba(list(texts))
-    for j, name in enumerate(labels):
-        if name in predictor.labels:
-            out[:, j] = probs[:, predictor.labels.index(name)]
+    pairs = [(j, predictor.labels.index(n)) for j, n in enumerate(labels) if n in predictor.labels]
+    with tqdm(total=len(texts), desc=f"teacher {Path(teacher).name}", unit=" posts", disable=not progress) as bar:
+        for start in range(0, len(texts), CHUNK):
+            probs, _ = predictor.predict_proba(list(texts[start : start + CHUNK]))
+            for j, k in pairs:
+                out[start : start + CHUNK, j] = probs[:, k]
+            bar.update(len(probs))
     return out, teacher

@@ -26,12 +26,13 @@ from givetake.core.registry import MODEL_NAME, new_run_id, register, resolve_mod
 from givetake.core.resources import available_cores
 from givetake.core.text import normalize, truncate_ids
 from givetake.core.thresholds import apply_thresholds, save_thresholds, tune_thresholds
+from givetake.errors import ConfigError
 from givetake.labels.schema import Schema, load_schema
 from givetake.training.augment import variants
 from givetake.training.card import write_card
 from givetake.training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
 from givetake.training.data import LabelledPosts, label_warnings, load_posts, stratified_split
-from givetake.training.distill import SHIPPED, teacher_targets
+from givetake.training.distill import SHIPPED, read_texts, teacher_targets
 from givetake.training.evaluate import compute_metrics, write_report
 from givetake.training.export import ExportError, export_model
 
@@ -206,6 +207,12 @@ def train(
     train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
     if train_cfg.augment > 0:
         train_posts = train_posts.with_variants(*variants(train_posts.texts, train_cfg.augment, train_cfg.seed))
+    if data_cfg.unlabelled:
+        if train_cfg.teacher == "none":
+            raise ConfigError("--unlabelled needs a --teacher (a model) to score the unlabelled posts")
+        pool = read_texts(data_cfg.unlabelled, data_cfg.text_column, data_cfg.unlabelled_limit, train_cfg.seed)
+        log.info("unlabelled: %d posts, learnt from the teacher's scores", len(pool))
+        train_posts = train_posts.with_unlabelled(pool)
     log.info("data: %d train, %d validation rows", len(train_posts), len(val_posts))
     data_warnings = label_warnings(posts)
     for line in data_warnings:
