@@ -134,3 +134,34 @@ def test_train_learns_unlabelled_posts_from_a_model_teacher(
         metrics["data"]["train"]["rows"]
         > json.loads((trained_run / "metrics.json").read_text())["data"]["train"]["rows"]
     )
+
+
+def test_teach_scores_unlabelled_posts_for_a_run_without_the_teacher(
+    trained_run: Path, tiny_base_model: Path, small_data: Path, tmp_path: Path
+) -> None:
+    pool = tmp_path / "pool.csv"
+    pool.write_text("text\n" + "".join(f"our new app is out today, version {i}\n" for i in range(30)))
+    scores = tmp_path / "pool_scores.jsonl"
+    result = CliRunner().invoke(
+        app,
+        [
+            "teach",
+            "--teacher",
+            str(trained_run),
+            "--unlabelled",
+            str(pool),
+            "--unlabelled-limit",
+            "20",
+            "-o",
+            str(scores),
+        ],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "wrote 20 unlabelled posts' scores" in result.output
+    out = tmp_path / "models"
+    args = ["train", "--base-model", str(tiny_base_model), "--data", str(small_data), "--output-dir", str(out)]
+    args += ["--max-steps", "2", "--batch-size", "16", "--max-length", "32", "--no-register", "--run-id", "s"]
+    args += ["--unlabelled", str(pool), "--unlabelled-limit", "20", "--teacher", str(scores)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert json.loads((out / "s" / "metrics.json").read_text())["teacher"]["name"] == str(trained_run)

@@ -194,7 +194,7 @@ def test_init_from_an_earlier_model(trained_run: Path, small_data: Path, tmp_pat
     assert shared and all(np.allclose(before[k], after[k], atol=1e-4) for k in shared)
 
 
-def test_init_from_with_a_changed_label_set_rebuilds_the_head(
+def test_init_from_with_a_changed_label_set_keeps_each_labels_head_row(
     trained_run: Path, small_data: Path, tmp_path: Path
 ) -> None:
     import yaml
@@ -203,7 +203,7 @@ def test_init_from_with_a_changed_label_set_rebuilds_the_head(
     from givetake.labels.schema import SCHEMA_PATH
 
     raw = yaml.safe_load(SCHEMA_PATH.read_text())
-    raw["labels"] = raw["labels"][::-1]  # same names, new order: the old head rows no longer fit
+    raw["labels"] = raw["labels"][::-1]  # same names, new order: each row must follow its label
     schema = tmp_path / "schema.yaml"
     schema.write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(
@@ -232,6 +232,23 @@ def test_init_from_with_a_changed_label_set_rebuilds_the_head(
     assert config["id2label"]["0"] == "customer_service_reply"
     before = load_file(str(trained_run / "model.safetensors"))
     after = load_file(str(tmp_path / "new" / "model.safetensors"))
-    assert not np.allclose(before["classifier.weight"][::-1], after["classifier.weight"], atol=1e-3)
+    assert np.allclose(before["classifier.weight"][::-1], after["classifier.weight"], atol=1e-4)
+    assert np.allclose(before["classifier.bias"][::-1], after["classifier.bias"], atol=1e-4)
     encoder = [k for k in before if k.startswith("bert.encoder")]
     assert encoder and all(np.allclose(before[k], after[k], atol=1e-4) for k in encoder)
+
+
+def test_a_new_label_gets_a_new_head_row_and_the_old_labels_keep_theirs(trained_run: Path, tmp_path: Path) -> None:
+    from givetake.labels.schema import load_schema
+    from givetake.training.config import ModelConfig
+    from givetake.training.train import build_model
+
+    schema = load_schema(Path(__file__).resolve().parent.parent / "examples" / "new_label" / "schema.yaml")
+    _, model = build_model(ModelConfig(init_from=str(trained_run)), schema)
+    from safetensors.numpy import load_file
+
+    before = load_file(str(trained_run / "model.safetensors"))
+    weight = model.classifier.weight.detach().numpy()
+    assert schema.names[-1] == "shoutout" and weight.shape[0] == 6
+    assert np.allclose(weight[:5], before["classifier.weight"], atol=1e-6)
+    assert not np.allclose(weight[5], 0) and not any(np.allclose(weight[5], w) for w in before["classifier.weight"])

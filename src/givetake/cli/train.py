@@ -31,7 +31,7 @@ from givetake.training.config import (
     typer_options,
 )
 from givetake.training.data import load_posts
-from givetake.training.distill import SHIPPED, teacher_targets, write_scores
+from givetake.training.distill import SHIPPED, read_texts, teacher_targets, write_scores
 from givetake.training.evaluate import evaluate_model
 from givetake.training.export import export_model, sync_store_copy
 from givetake.training.parity import parity_table
@@ -125,10 +125,24 @@ def teach(
         int | None,
         typer.Option(help="Also score each text's noisy variant for `givetake train --augment` with this --seed."),
     ] = None,
+    unlabelled: Annotated[
+        list[Path] | None,
+        typer.Option(help="Score these unlabelled posts instead (for `givetake train --unlabelled`)."),
+    ] = None,
+    unlabelled_limit: Annotated[
+        int, typer.Option(help="At most this many unlabelled posts (as train samples).")
+    ] = 5000,
+    seed: Annotated[int, typer.Option(help="The --seed `givetake train` will use (it samples the same posts).")] = 42,
 ) -> None:
     """Write a teacher's scores for the training texts, for `givetake train --teacher FILE` (distillation)."""
 
     schema = load_schema(None)
+    if unlabelled:
+        texts = read_texts(unlabelled, text_column, unlabelled_limit, seed)
+        soft, name = teacher_targets(teacher, texts, schema.names)
+        rows = write_scores(out, texts, np.nan_to_num(soft, nan=0.0), schema.names, name)
+        typer.echo(f"wrote {rows} unlabelled posts' scores from {name} to {out}")
+        return
     posts = load_posts([str(p) for p in data] if data else None, schema, text_column, labels_column)
     texts = list(posts.texts)
     if variants_seed is not None:
