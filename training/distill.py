@@ -127,7 +127,9 @@ def teacher_targets(
     pairs = [(j, predictor.labels.index(n)) for j, n in enumerate(labels) if n in predictor.labels]
     with tqdm(total=len(texts), desc=f"teacher {Path(teacher).name}", unit=" posts", disable=not progress) as bar:
         for start in range(0, len(texts), CHUNK):
-            probs, _ = predictor.predict_proba(list(texts[start : start + CHUNK]))
+            # The transformer half: the student's own lexical half is trained beside it, and blending
+            # the teacher's lexical half in as well counted the words twice (bench/RESULTS.md).
+            probs, _ = predictor.predict_proba(list(texts[start : start + CHUNK]), lexical=False)
             for j, k in pairs:
                 out[start : start + CHUNK, j] = probs[:, k]
             bar.update(len(probs))

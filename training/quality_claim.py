@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from givetake.training.config import DataConfig, ModelConfig, TrainConfig
+from givetake.training.config import LEARNING_RATE, DataConfig, ModelConfig, TrainConfig
 
 REFERENCE_FILE = Path(__file__).with_name("quality_reference.json")
 # Options that change where a run is written or how fast, not what it learns.
@@ -51,8 +51,11 @@ def recipe_differences(config: dict[str, Any]) -> list[str]:
     for section, default in (("model", ModelConfig()), ("data", DataConfig()), ("train", TrainConfig())):
         given = config.get(section) or {}
         for key, value in dataclasses.asdict(default).items():
-            if key not in _NOT_RECIPE and key in given and given[key] != value:
-                out.append(f"{key}={given[key]!r}")
+            mine = given.get(key)
+            if key == "learning_rate":  # None is resolved when the run starts
+                value, mine = value or LEARNING_RATE, mine or LEARNING_RATE
+            if key not in _NOT_RECIPE and key in given and mine != value:
+                out.append(f"{key}={mine!r}")
     return out
 
 

@@ -30,7 +30,14 @@ from givetake.labels.schema import Schema, load_schema
 from givetake.training.augment import variants
 from givetake.training.base_models import resolve_base_model
 from givetake.training.card import write_card
-from givetake.training.config import DataConfig, ModelConfig, TrainConfig, save_configs
+from givetake.training.config import (
+    INIT_FROM_LEARNING_RATE,
+    LEARNING_RATE,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    save_configs,
+)
 from givetake.training.data import LabelledPosts, label_warnings, load_posts, stratified_split
 from givetake.training.distill import SHIPPED, read_texts, teacher_targets
 from givetake.training.evaluate import compute_metrics, write_report
@@ -226,6 +233,8 @@ def train(
     hf_logging.set_verbosity_error()
     started = time.time()
     torch.set_num_threads(train_cfg.threads or available_cores())
+    if train_cfg.learning_rate is None:  # recorded resolved in run_config.json
+        train_cfg.learning_rate = INIT_FROM_LEARNING_RATE if model_cfg.init_from else LEARNING_RATE
     schema = load_schema(data_cfg.schema)
     posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)

@@ -260,11 +260,11 @@ class Predictor:
                 probs[chunk] = torch.sigmoid(logits.float()).numpy()
         return probs
 
-    def predict_proba(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+    def predict_proba(self, texts: list[str], lexical: bool = True) -> tuple[np.ndarray, list[bool]]:
         """Sigmoid probabilities, shape (len(texts), len(labels)), and the truncation flags.
 
-        When the model has a lexical half, each probability is the weighted mean of the
-        transformer's and the TF-IDF model's independent per-label probabilities.
+        When the model has a lexical half (and ``lexical``), each probability is the weighted mean
+        of the transformer's and the TF-IDF model's independent per-label probabilities.
 
         Texts are sorted by length and padded per batch, and a batch holds at most
         ``TOKEN_BUDGET`` padded tokens, so a long post does not make short posts pay for its padding.
@@ -273,9 +273,9 @@ class Predictor:
             return np.zeros((0, len(self.labels)), dtype=np.float32), []
         ids, truncated = self._encode(texts)
         probs = self._transformer_proba(ids)
-        if self.lexical is not None and self.lexical_weight > 0:
-            lexical = self.lexical.predict_proba(texts)
-            probs = ((1 - self.lexical_weight) * probs + self.lexical_weight * lexical).astype(np.float32)
+        if lexical and self.lexical is not None and self.lexical_weight > 0:
+            words = self.lexical.predict_proba(texts)
+            probs = ((1 - self.lexical_weight) * probs + self.lexical_weight * words).astype(np.float32)
         return probs, truncated
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
