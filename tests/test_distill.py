@@ -139,8 +139,8 @@ def test_train_learns_unlabelled_posts_from_a_model_teacher(
 def test_teach_scores_unlabelled_posts_for_a_run_without_the_teacher(
     trained_run: Path, tiny_base_model: Path, small_data: Path, tmp_path: Path
 ) -> None:
-    pool = tmp_path / "pool.csv"
-    pool.write_text("text\n" + "".join(f"our new app is out today, version {i}\n" for i in range(30)))
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"text": f"our new app is out today, version {i}"}) + "\n" for i in range(30)))
     scores = tmp_path / "pool_scores.jsonl"
     result = CliRunner().invoke(
         app,

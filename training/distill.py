@@ -85,19 +85,22 @@ def read_texts(paths: Sequence[str | Path], text_column: str, limit: int, seed: 
     A row without text in ``text_column`` (or ``full_text``, as X archives name it) is skipped.
     """
     seen: dict[str, str] = {}
+    unreadable: list[str] = []
     for raw in paths:
         path = Path(raw)
         if not path.is_file():
             raise DataError(f"unlabelled posts: {path} is not a file")
-        for _, record, _ in iter_records(path, input_format(path)):
+        for row, record, reason in iter_records(path, input_format(path)):
             if record is None:
+                unreadable.append(f"{path.name} row {row}: {reason}")
                 continue
             value = record.get(text_column) or record.get("full_text")
             if isinstance(value, str) and value.strip():
                 seen.setdefault(text_key(value), value)
     texts = list(seen.values())
     if not texts:
-        raise DataError(f"no posts with text in {', '.join(map(str, paths))} (column {text_column!r})")
+        why = f"; {len(unreadable)} unreadable rows, e.g. {unreadable[0]}" if unreadable else ""
+        raise DataError(f"no posts with text in {', '.join(map(str, paths))} (column {text_column!r}){why}")
     if len(texts) > limit:
         texts = random.Random(seed).sample(texts, limit)
     return texts
