@@ -57,21 +57,27 @@ def test_requests_queued_during_a_call_share_the_next_one() -> None:
     assert (batcher.stats.calls, batcher.stats.requests, batcher.stats.posts) == (2, 4, 7)
 
 
-def test_a_call_holds_at_most_max_posts_and_splits_only_big_requests() -> None:
-    predict = SlowEcho()
-    batcher = GreedyBatcher(predict, max_posts=3, min_piece=2)
+def _queued_behind_a_call(batcher: GreedyBatcher, predict: SlowEcho, texts: list[list[str]]) -> list[list[str]]:
+    """The results of ["x"], then of ``texts`` sent while the call scoring ["x"] is held; closes the batcher."""
 
     async def scenario() -> list[list[str]]:
         predict.gate.clear()
         first = asyncio.create_task(batcher.submit(["x"]))
         await _wait_for(lambda: batcher._started and not batcher._queue)
-        rest = [asyncio.create_task(batcher.submit(t)) for t in (["a", "b"], ["c"], ["d", "e"], ["f", "g", "h", "i"])]
+        rest = [asyncio.create_task(batcher.submit(t)) for t in texts]
         await asyncio.sleep(0.05)
         predict.gate.set()
         return [await first, *[await r for r in rest]]
 
     results = asyncio.run(scenario())
     batcher.close()
+    return results
+
+
+def test_a_call_holds_at_most_max_posts_and_splits_only_big_requests() -> None:
+    predict = SlowEcho()
+    batcher = GreedyBatcher(predict, max_posts=3, min_piece=2)
+    results = _queued_behind_a_call(batcher, predict, [["a", "b"], ["c"], ["d", "e"], ["f", "g", "h", "i"]])
     assert results == [["X"], ["A", "B"], ["C"], ["D", "E"], ["F", "G", "H", "I"]]
     # The 4-post request is not cut for the one post of room left beside ["d", "e"] (a piece of 1 <
     # min_piece), but is cut at max_posts when it leads a call, whatever the pieces' size.
@@ -81,19 +87,7 @@ def test_a_call_holds_at_most_max_posts_and_splits_only_big_requests() -> None:
 def test_requests_merge_up_to_merge_posts_but_one_request_is_not_cut_to_it() -> None:
     predict = SlowEcho()
     batcher = GreedyBatcher(predict, max_posts=256, merge_posts=3)
-
-    async def scenario() -> list[list[str]]:
-        predict.gate.clear()
-        first = asyncio.create_task(batcher.submit(["x"]))
-        await _wait_for(lambda: batcher._started and not batcher._queue)
-        texts = (["a"], ["b"], ["c"], ["d"], ["e", "f", "g", "h", "i"], ["j"])
-        rest = [asyncio.create_task(batcher.submit(t)) for t in texts]
-        await asyncio.sleep(0.05)
-        predict.gate.set()
-        return [await first, *[await r for r in rest]]
-
-    results = asyncio.run(scenario())
-    batcher.close()
+    results = _queued_behind_a_call(batcher, predict, [["a"], ["b"], ["c"], ["d"], ["e", "f", "g", "h", "i"], ["j"]])
     assert results == [["X"], ["A"], ["B"], ["C"], ["D"], ["E", "F", "G", "H", "I"], ["J"]]
     # One-post requests in order, three to a call; the five-post request whole, in a call of its own.
     assert predict.calls == [["x"], ["a", "b", "c"], ["d"], ["e", "f", "g", "h", "i"], ["j"]]
