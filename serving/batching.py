@@ -25,7 +25,7 @@ Why calls merge at most ``merge_posts`` (the server: 16) posts of several reques
 32 one-post clients a runner that frees up while the other is busy finds most of them queued and
 took them all in one call of 20-30 posts (80-100 ms), so the requests behind it waited for two such
 calls. Capping what is merged keeps calls short and the queue moving in order (bench/RESULTS.md,
-"p99 at 32 clients": one-post requests p99 88 against 117 ms uncapped; 8 cut it to 82 but cost
+"p99 at 32 clients": one-post requests p99 88 against 109 ms uncapped; 8 cut it to 82 but cost
 a quarter of the throughput of 8-post requests, 16 costs an eighth). A single request's posts are
 not cut to that cap: a request of 256 posts still goes in one call (or is split between idle runners).
 """
@@ -36,7 +36,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -220,8 +219,7 @@ class GreedyBatcher:
 
         Called with ``_ready`` held, by an idle runner.
         """
-        divisor = self.runners if os.environ.get("GT_EXP_SHARE") == "all" else self._idle
-        share = min(self.max_posts, -(-self._queued_posts // divisor))
+        share = min(self.max_posts, -(-self._queued_posts // self._idle))
         batch: list[_Piece] = []
         posts = 0
         while self._queue and posts < share:
@@ -250,9 +248,6 @@ class GreedyBatcher:
         return batch
 
     def _serve(self) -> None:
-        nice = int(os.environ.get("GT_EXP_NICE", "0") or 0)
-        if nice:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         while True:
             with self._ready:
                 while not (batch := self._take()):
