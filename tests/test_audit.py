@@ -107,28 +107,26 @@ def simulated_feed(rng: np.random.Generator, bias: float, n: int, share: float =
     return truth.astype(int), flags.astype(int)
 
 
+def measured(feeds: list[tuple[np.ndarray, np.ndarray]]) -> CountBiasReference:
+    """The count bias of ``pitch`` measured on simulated feeds (labels, flags), one source each."""
+    return measure_count_bias(
+        np.concatenate([t for t, _ in feeds])[:, None],
+        np.concatenate([p for _, p in feeds])[:, None],
+        [f"f{i}" for i, (t, _) in enumerate(feeds) for _ in range(len(t))],
+        ["pitch"],
+        "sim",
+    )
+
+
 def test_measured_bias_recovers_the_mean_and_the_spread_between_feeds() -> None:
     rng = np.random.default_rng(1)
-    truth, flags, feeds = [], [], []
-    for f in range(40):
-        t, p = simulated_feed(rng, rng.normal(0.03, 0.02), 400)
-        truth.append(t)
-        flags.append(p)
-        feeds += [f"feed{f}"] * 400
-    ref = measure_count_bias(np.concatenate(truth)[:, None], np.concatenate(flags)[:, None], feeds, ["pitch"], "sim")
-    b = ref.labels["pitch"]
+    b = measured([simulated_feed(rng, rng.normal(0.03, 0.02), 400) for _ in range(40)]).labels["pitch"]
     assert b.mean == pytest.approx(0.03, abs=0.01)
     assert b.spread == pytest.approx(0.02, abs=0.01)
     assert b.feeds == 40 and b.posts == 16_000
     # Identical feeds: no spread between them beyond their posts' noise.
     same = [simulated_feed(rng, 0.03, 400) for _ in range(40)]
-    flat = measure_count_bias(
-        np.concatenate([t for t, _ in same])[:, None],
-        np.concatenate([p for _, p in same])[:, None],
-        [f"f{i}" for i in range(40) for _ in range(400)],
-        ["pitch"],
-        "sim",
-    )
+    flat = measured(same)
     assert flat.labels["pitch"].spread < 0.012  # the 99th percentile over seeds is 0.011
 
 
@@ -137,13 +135,7 @@ def test_interval_covers_the_true_share_about_95_percent_of_the_time() -> None:
     rng = np.random.default_rng(42)
     mean, spread = 0.03, 0.02
     feeds = [simulated_feed(rng, rng.normal(mean, spread), 150) for _ in range(10)]
-    ref = measure_count_bias(
-        np.concatenate([t for t, _ in feeds])[:, None],
-        np.concatenate([p for _, p in feeds])[:, None],
-        [f"f{i}" for i in range(10) for _ in range(150)],
-        ["pitch"],
-        "sim",
-    )
+    ref = measured(feeds)
     bias = feed_biases(["pitch"], None, ref)["pitch"]
     covered, raw_err, corrected_err, sims = 0, [], [], 300
     for _ in range(sims):

@@ -24,6 +24,7 @@ training rows and says the counts are unbiased, which real posts contradict (ben
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -120,10 +121,16 @@ def measure_count_bias(
     return CountBiasReference(description, out)
 
 
+@functools.cache
+def _shipped_text() -> str:
+    """The shipped reference, read once per process (the server audits many uploads)."""
+    return resources.files("givetake.core").joinpath(REFERENCE).read_text(encoding="utf-8")
+
+
 def load_reference(text: str | None = None) -> CountBiasReference:
     """The shipped reference (``count_bias.json`` beside this module), or one from ``text``."""
     if text is None:
-        text = resources.files("givetake.core").joinpath(REFERENCE).read_text(encoding="utf-8")
+        text = _shipped_text()
     try:
         data = json.loads(text)
         labels = {n: CountBias(**b) for n, b in data["per_label"].items()}
