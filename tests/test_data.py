@@ -181,3 +181,18 @@ def test_stratified_split_is_reproducible_and_covers_every_label() -> None:
         assert abs(share_val - share_all) < 0.02, NAMES[j]
     assert stratified_split(posts, 0.2, seed=8) != a
     assert np.all(np.diff(train) > 0)
+
+
+def test_followed_by_and_a_weight_column_in_the_dataset() -> None:
+    from givetake.training.data import LabelledPosts
+
+    names = ["a", "b"]
+    first = LabelledPosts(["x", "y"], np.array([[1, 0], [0, 0]]), names, ["f1", "f1"])
+    second = LabelledPosts(["z"], np.array([[0, 1]]), names, ["f2"], known=np.array([[1, 0]], dtype=np.int8))
+    both = first.followed_by(second)
+    assert both.texts == ["x", "y", "z"] and both.sources == ["f1", "f1", "f2"]
+    assert both.mask.tolist() == [[1, 1], [1, 1], [1, 0]]
+    ds = both.to_dataset(weights=np.array([1.0, 1.0, 3.0]))
+    assert ds["labels"] == [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, -1.0, 3.0]]
+    with pytest.raises(ValueError, match="label columns differ"):
+        first.followed_by(LabelledPosts(["w"], np.array([[1]]), ["a"], ["f3"]))

@@ -75,12 +75,14 @@ def test_the_loss_mixes_labels_and_teacher_scores_by_the_distill_weight() -> Non
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
 
     class Model:
+        training = True
+
         def __call__(self, **_: object) -> types.SimpleNamespace:
             return types.SimpleNamespace(logits=logits)
 
     def loss(labels: list[list[float]], weight: float) -> float:
-        fake = types.SimpleNamespace(pos_weight=None, distill_weight=weight)
-        fake._bce = lambda lg, t: cls._bce(fake, lg, t)
+        fake = types.SimpleNamespace(pos_weight=None, distill_weight=weight, row_weights=False)
+        fake._bce = lambda lg, t, w=None: cls._bce(fake, lg, t, w)
         return float(cls.compute_loss(fake, Model(), {"labels": torch.tensor(labels)}))
 
     def bce(targets: list[list[float]]) -> float:

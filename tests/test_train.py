@@ -252,3 +252,116 @@ def test_a_new_label_gets_a_new_head_row_and_the_old_labels_keep_theirs(trained_
     assert schema.names[-1] == "shoutout" and weight.shape[0] == 6
     assert np.allclose(weight[:5], before["classifier.weight"], atol=1e-6)
     assert not np.allclose(weight[5], 0) and not any(np.allclose(weight[5], w) for w in before["classifier.weight"])
+
+
+def test_real_posts_train_weighted_and_their_held_out_part_tunes_the_thresholds(
+    tiny_base_model: Path, small_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from givetake.core.predictor import Predictor
+    from givetake.core.thresholds import load_thresholds, tune_thresholds
+    from givetake.training.data import load_posts, stratified_split
+    from tests.helpers import read_seed_rows
+
+    # A team's "real" posts: corpus rows the training data does not hold, with only two
+    # customer_service_reply posts left, too few for that label's threshold to be tuned on them.
+    rows = read_seed_rows(per_file=60)[len(read_seed_rows()) :]
+    real_rows, kept_csr = [], 0
+    for row in rows:
+        if "customer_service_reply" in row["labels"]:
+            if kept_csr == 2:
+                continue
+            kept_csr += 1
+        real_rows.append({"text": row["text"], "labels": row["labels"]})
+    real = tmp_path / "real.jsonl"
+    real.write_text("".join(json.dumps(r) + "\n" for r in real_rows), encoding="utf-8")
+    out = tmp_path / "models"
+    args = ["train", "--base-model", str(tiny_base_model), "--data", str(small_data), "--output-dir", str(out)]
+    args += ["--run-id", "team", "--max-steps", "2", "--batch-size", "16", "--max-length", "32", "--no-register"]
+    result = CliRunner().invoke(app, [*args, "--real", str(real), "--real-holdout", "0.3", "--real-weight", "4"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+
+    run = out / "team"
+    metrics = json.loads((run / "metrics.json").read_text())
+    schema = load_schema()
+    posts = load_posts([real], schema)
+    train_idx, holdout_idx = stratified_split(posts, 0.3, 42)
+    assert metrics["data"]["real"]["train_rows"] == len(train_idx)
+    assert metrics["data"]["real"]["holdout"]["rows"] == len(holdout_idx)
+    assert metrics["data"]["real"]["loss_weight"] == 4.0
+    assert (run / "eval" / "real_holdout" / "eval_results.json").exists()
+    assert metrics["real_holdout"]["rows"] == len(holdout_idx)
+
+    # The saved thresholds are the ones tuned on the held-out real posts, except the label with
+    # too few positives there, which keeps its validation-split threshold.
+    holdout = posts.subset(holdout_idx)
+    probs, _ = Predictor(run, engine="torch").predict_proba(holdout.texts)
+    tuned = tune_thresholds(holdout.y, probs, schema.names)
+    saved = load_thresholds(run, schema.names)
+    source = metrics["thresholds_from"]
+    assert source["customer_service_reply"] == "validation"
+    corpus = load_posts([small_data], schema)
+    val = corpus.subset(stratified_split(corpus, 0.2, 42)[1])
+    val_probs, _ = Predictor(run, engine="torch").predict_proba(val.texts)
+    from_validation = tune_thresholds(val.y, val_probs, schema.names)
+    for j, name in enumerate(schema.names):
+        if holdout.y[:, j].sum() >= 5:
+            assert source[name] == "real_holdout" and saved[name] == pytest.approx(tuned[name], abs=1e-3)
+        else:
+            assert source[name] == "validation"
+            assert saved[name] == pytest.approx(from_validation[name], abs=1e-3)
+    assert list(source.values()).count("real_holdout") >= 3
+    assert metrics["training"]["best_epoch_on"] == "real_holdout"
+    card = (run / "README.md").read_text()
+    assert "held-out real posts of the team's own" in card
+
+    # A handful of real posts: too few to pick the epoch, so the validation split keeps that job.
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join(json.dumps(r) + "\n" for r in real_rows[:40]), encoding="utf-8")
+    args[args.index("team")] = "few"
+    result = CliRunner().invoke(app, [*args, "--real", str(few)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "only 8 held-out real posts (fewer than 50)" in caplog.text
+    assert "only 8 held-out real posts (fewer than 50)" in " ".join(result.output.split())
+    assert json.loads((out / "few" / "metrics.json").read_text())["training"]["best_epoch_on"] == "validation"
+
+
+def test_real_options_are_validated() -> None:
+    from givetake.training.config import DataConfig
+
+    with pytest.raises(ConfigError, match="--real-holdout must be between 0.05 and 0.5"):
+        DataConfig(real=["x.jsonl"], real_holdout=0.9)
+    with pytest.raises(ConfigError, match=r"--real-weight must be in \(0, 100\]"):
+        TrainConfig(real_weight=0)
+    result = CliRunner().invoke(app, ["train", "--real", "no/such/file.jsonl", "--max-steps", "1", "--no-register"])
+    assert result.exit_code != 0 and "no/such/file.jsonl" in result.output + str(result.exception)
+
+
+def test_row_weights_make_the_loss_a_weighted_mean_in_training_only() -> None:
+    import types
+
+    import torch
+
+    from givetake.training.train import _trainer_class
+
+    cls = _trainer_class()
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-0.4, 1.1]])
+    hard = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    cells = torch.nn.functional.binary_cross_entropy_with_logits(logits, hard, reduction="none")
+
+    class Model:
+        def __init__(self, training: bool) -> None:
+            self.training = training
+
+        def __call__(self, **_: object) -> types.SimpleNamespace:
+            return types.SimpleNamespace(logits=logits)
+
+    fake = types.SimpleNamespace(pos_weight=None, distill_weight=0.5, row_weights=True)
+    fake._bce = lambda lg, t, w=None: cls._bce(fake, lg, t, w)
+    weights = torch.tensor([1.0, 3.0, 1.0])
+    labels = torch.cat([hard, weights.unsqueeze(1)], dim=1)
+    got = float(cls.compute_loss(fake, Model(training=True), {"labels": labels}))
+    expected = float((cells * weights.unsqueeze(1)).sum() / (weights.sum() * 2))
+    assert got == pytest.approx(expected)
+    assert got != pytest.approx(float(cells.mean()))
+    # Evaluation rows carry no weight column: the loss is the plain mean.
+    assert float(cls.compute_loss(fake, Model(training=False), {"labels": hard})) == pytest.approx(float(cells.mean()))

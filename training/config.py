@@ -125,11 +125,26 @@ class DataConfig:
         default=5000,
         metadata=_help("At most this many unlabelled posts are used (a random sample of them, fixed by --seed)."),
     )
+    real: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Your team's own labelled real posts (same formats as --data; repeatable). They are trained on "
+            "beside the corpus with the loss weight --real-weight, and a held-out part of them "
+            "(--real-holdout) picks the best epoch and tunes the thresholds in place of the written "
+            "validation split."
+        ),
+    )
+    real_holdout: float = field(
+        default=0.2,
+        metadata=_help(
+            "With --real: share of those posts held out (stratified by label set) for the epoch and thresholds."
+        ),
+    )
     validation_fraction: float = field(
         default=0.2,
         metadata=_help(
             "Share of rows held out (stratified by label set) for early stopping and for "
-            "tuning the per-label thresholds."
+            "tuning the per-label thresholds (with --real, those posts' held-out part does both)."
         ),
     )
 
@@ -138,6 +153,8 @@ class DataConfig:
             raise ConfigError(f"--validation-fraction must be between 0.05 and 0.5, got {self.validation_fraction}")
         if not self.text_column.strip():
             raise ConfigError("--text-column must not be empty")
+        if not 0.05 <= self.real_holdout <= 0.5:
+            raise ConfigError(f"--real-holdout must be between 0.05 and 0.5, got {self.real_holdout}")
         if self.unlabelled_limit < 1:
             raise ConfigError(f"--unlabelled-limit must be at least 1, got {self.unlabelled_limit}")
 
@@ -202,10 +219,16 @@ class TrainConfig:
         default=0.5,
         metadata=_help("With --teacher: the teacher's share of the loss; the labels have the rest."),
     )
+    real_weight: float = field(
+        default=3.0,
+        metadata=_help("With --real: how much one of your real posts counts in the loss against one corpus post."),
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.distill_weight <= 1:
             raise ConfigError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
+        if not 0 < self.real_weight <= 100:
+            raise ConfigError(f"--real-weight must be in (0, 100], got {self.real_weight}")
         if not 0 <= self.augment <= 1:
             raise ConfigError(f"--augment must be in [0, 1], got {self.augment}")
         if not self.teacher.strip():

@@ -108,6 +108,21 @@ class LabelledPosts:
             [*self.rows, *more.rows],
         )
 
+    def followed_by(self, other: LabelledPosts) -> LabelledPosts:
+        """These posts, then ``other``'s (same label columns)."""
+        assert self.ids is not None and self.rows is not None and other.ids is not None and other.rows is not None
+        if other.label_names != self.label_names:
+            raise ValueError(f"label columns differ: {self.label_names} vs {other.label_names}")
+        return LabelledPosts(
+            [*self.texts, *other.texts],
+            np.concatenate([self.y, other.y]),
+            self.label_names,
+            [*self.sources, *other.sources],
+            np.concatenate([self.mask, other.mask]),
+            [*self.ids, *other.ids],
+            [*self.rows, *other.rows],
+        )
+
     def with_unlabelled(self, texts: Sequence[str]) -> LabelledPosts:
         """These posts followed by ``texts`` with every label unknown (learnt from a teacher alone)."""
         assert self.ids is not None and self.rows is not None
@@ -122,17 +137,20 @@ class LabelledPosts:
             [*self.rows, *range(1, len(texts) + 1)],
         )
 
-    def to_dataset(self, soft: np.ndarray | None = None) -> datasets.Dataset:
+    def to_dataset(self, soft: np.ndarray | None = None, weights: np.ndarray | None = None) -> datasets.Dataset:
         """As a ``datasets.Dataset`` with ``text`` and float multi-hot ``labels`` columns.
 
         An unknown cell is written as -1 (the training loss masks it out). ``soft``, a teacher's
-        scores (NaN where it has none, also written as -1), is appended to each row's labels.
+        scores (NaN where it has none, also written as -1), is appended to each row's labels, and
+        then ``weights``, one loss weight per row, as a last column.
         """
         import datasets
 
         labels = np.where(self.mask > 0, self.y, -1).astype(np.float32)
         if soft is not None:
             labels = np.concatenate([labels, np.nan_to_num(soft.astype(np.float32), nan=-1.0)], axis=1)
+        if weights is not None:
+            labels = np.concatenate([labels, np.asarray(weights, dtype=np.float32).reshape(-1, 1)], axis=1)
         return datasets.Dataset.from_dict({"text": self.texts, "labels": labels.tolist()})
 
     def counts(self) -> dict[str, Any]:
@@ -413,14 +431,12 @@ def label_warnings(posts: LabelledPosts, minimum: int = MIN_POSITIVES) -> list[s
     return out
 
 
-def stratified_split(posts: LabelledPosts, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Train/validation indices, stratified on each row's label set (label powerset).
+def label_strata(posts: LabelledPosts) -> list[str]:
+    """One stratum per row for stratified splits: its label set (label powerset).
 
-    Label sets seen fewer than 4 times are pooled by their rarest label, so rare
-    combinations still land on both sides; with a fixed seed the split is reproducible.
+    Label sets seen fewer than 4 times are pooled by their rarest label, so rare combinations
+    still land on both sides of a split.
     """
-    from sklearn.model_selection import train_test_split
-
     keys = ["|".join(n for n, v in zip(posts.label_names, row) if v) or "none" for row in posts.y]
     freq = Counter(keys)
     label_freq = posts.y.sum(axis=0)
@@ -436,6 +452,17 @@ def stratified_split(posts: LabelledPosts, fraction: float, seed: int) -> tuple[
     strata = [s if pooled[s] >= 2 else "rest" for s in strata]
     if Counter(strata)["rest"] == 1:
         strata = [("none" if s == "rest" else s) for s in strata]
+    return strata
+
+
+def stratified_split(posts: LabelledPosts, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Train/validation indices, stratified on each row's label set (:func:`label_strata`).
+
+    With a fixed seed the split is reproducible.
+    """
+    from sklearn.model_selection import train_test_split
+
+    strata = label_strata(posts)
     idx = np.arange(len(posts))
     try:
         train_idx, val_idx = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strata)

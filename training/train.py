@@ -44,6 +44,10 @@ from givetake.training.evaluate import compute_metrics, write_report
 from givetake.training.export import ExportError, export_model
 
 log = logging.getLogger("givetake.train")
+# A label needs this many positives among the held-out real posts before its threshold is tuned there.
+MIN_HOLDOUT_POSITIVES = 5
+# ...and this many held-out real posts before they pick the best epoch.
+MIN_HOLDOUT_ROWS = 50
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -64,13 +68,21 @@ def pos_weights(y: np.ndarray, cap: float, known: np.ndarray | None = None) -> n
     return np.minimum(neg / np.maximum(pos, 1.0), cap).clip(min=1.0)
 
 
-def tokenize(posts: LabelledPosts, tokenizer: Any, max_length: int, head: int, soft: np.ndarray | None = None) -> Any:
+def tokenize(
+    posts: LabelledPosts,
+    tokenizer: Any,
+    max_length: int,
+    head: int,
+    soft: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> Any:
     """A ``datasets.Dataset`` of token ids (normalised text, no padding) and float labels.
 
     A post longer than ``max_length`` keeps its first ``head`` tokens and the rest from its end,
-    as every prediction path does (:func:`training.text.truncate_ids`).
+    as every prediction path does (:func:`training.text.truncate_ids`). ``soft`` and ``weights``
+    ride in the labels column (see :meth:`LabelledPosts.to_dataset`).
     """
-    ds = posts.to_dataset(soft)
+    ds = posts.to_dataset(soft, weights)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         enc = dict(tokenizer([normalize(t) for t in batch["text"]], truncation=False))
@@ -160,25 +172,39 @@ def _trainer_class() -> type:
         """Trainer whose loss is BCE with per-label positive weights.
 
         A label value of -1 marks a cell that was not judged (data labelled before the label
-        existed): it is masked out of the loss instead of being read as a negative.
+        existed): it is masked out of the loss instead of being read as a negative. With
+        ``row_weights``, the training rows' labels end in one loss weight per row (a team's real
+        posts count more than the written corpus); evaluation rows never carry one.
         """
 
         def __init__(
-            self, *args: Any, pos_weight: np.ndarray | None = None, distill_weight: float = 0.0, **kwargs: Any
+            self,
+            *args: Any,
+            pos_weight: np.ndarray | None = None,
+            distill_weight: float = 0.0,
+            row_weights: bool = False,
+            **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
             self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32)
             self.distill_weight = distill_weight
+            self.row_weights = row_weights
 
-        def _bce(self, logits: Any, targets: Any) -> Any:
-            """Weighted BCE over the cells whose target is known (a negative target marks an unknown one)."""
-            if not bool((targets < 0).any()):
+        def _bce(self, logits: Any, targets: Any, weights: Any = None) -> Any:
+            """Weighted BCE over the cells whose target is known (a negative target marks an unknown one).
+
+            ``weights`` (one per row) make the mean a weighted one.
+            """
+            if weights is None and not bool((targets < 0).any()):
                 return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)
             mask = (targets >= 0).float()
             cells = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, targets.clamp(min=0), pos_weight=self.pos_weight, reduction="none"
             )
-            return (cells * mask).sum() / mask.sum().clamp(min=1.0)
+            if weights is None:
+                return (cells * mask).sum() / mask.sum().clamp(min=1.0)
+            mask = mask * weights.unsqueeze(1)
+            return (cells * mask).sum() / mask.sum().clamp(min=1e-6)
 
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
@@ -187,18 +213,47 @@ def _trainer_class() -> type:
             outputs = model(**inputs)
             logits = outputs.logits.float()
             width = logits.shape[1]
+            weights = None
+            if self.row_weights and model.training:  # the last column of a training row is its weight
+                labels, weights = labels[:, :-1], labels[:, -1]
             if labels.shape[1] == 2 * width:  # labels, then a teacher's scores (training rows only)
                 hard, soft = labels[:, :width], labels[:, width:]
                 # A cell the teacher has no score for learns from its label alone.
                 soft = torch.where(soft < 0, hard, soft)
-                loss = (1 - self.distill_weight) * self._bce(logits, hard) + self.distill_weight * self._bce(
-                    logits, soft
+                loss = (1 - self.distill_weight) * self._bce(logits, hard, weights) + self.distill_weight * self._bce(
+                    logits, soft, weights
                 )
             else:
-                loss = self._bce(logits, labels)
+                loss = self._bce(logits, labels, weights)
             return (loss, outputs) if return_outputs else loss
 
     return BalancedTrainer
+
+
+def real_thresholds(
+    holdout: LabelledPosts, probs: np.ndarray, fallback: dict[str, float], minimum: int = MIN_HOLDOUT_POSITIVES
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Thresholds tuned on a team's held-out real posts, and where each came from.
+
+    A label with fewer than ``minimum`` judged positives among them keeps its ``fallback``
+    (validation-split) threshold: a cut tuned on two or three positives is noise.
+    """
+    tuned = tune_thresholds(holdout.y, probs, holdout.label_names, holdout.known)
+    out, source = {}, {}
+    for j, name in enumerate(holdout.label_names):
+        positives = int(holdout.y[holdout.mask[:, j] > 0, j].sum())
+        if positives >= minimum:
+            out[name], source[name] = tuned[name], "real_holdout"
+        else:
+            out[name], source[name] = fallback[name], "validation"
+            log.info(
+                "label %r: %d positive(s) among the held-out real posts, fewer than %d: "
+                "its threshold comes from the validation split",
+                name,
+                positives,
+                minimum,
+            )
+    return out, source
 
 
 def _threshold_metrics(label_names: list[str]) -> Any:
@@ -239,6 +294,20 @@ def train(
     posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
     train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
+    corpus_rows = len(train_posts)
+    real_holdout = None
+    if data_cfg.real:
+        real = load_posts(data_cfg.real, schema, data_cfg.text_column, data_cfg.labels_column)
+        real_train_idx, real_holdout_idx = stratified_split(real, data_cfg.real_holdout, train_cfg.seed)
+        real_holdout = real.subset(real_holdout_idx)
+        train_posts = train_posts.followed_by(real.subset(real_train_idx))
+        log.info(
+            "real posts: %d train (loss weight %g), %d held out to pick the epoch and tune the thresholds",
+            len(real_train_idx),
+            train_cfg.real_weight,
+            len(real_holdout_idx),
+        )
+    real_rows = len(train_posts) - corpus_rows
     if train_cfg.augment > 0:
         train_posts = train_posts.with_variants(*variants(train_posts.texts, train_cfg.augment, train_cfg.seed))
     if data_cfg.unlabelled:
@@ -269,8 +338,24 @@ def train(
             100 * covered,
             ", ".join(taught) or "none",
         )
-    train_ds = tokenize(train_posts, tokenizer, model_cfg.max_length, model_cfg.head, soft)
-    val_ds = tokenize(val_posts, tokenizer, model_cfg.max_length, model_cfg.head)
+    weights = None
+    if real_rows and train_cfg.real_weight != 1:
+        weights = np.ones(len(train_posts), dtype=np.float32)
+        weights[corpus_rows : corpus_rows + real_rows] = train_cfg.real_weight
+    train_ds = tokenize(train_posts, tokenizer, model_cfg.max_length, model_cfg.head, soft, weights)
+    # With a team's real posts, their held-out part picks the best epoch: it is what the model is for.
+    # Too few of them would make that choice a coin toss, so the written validation split keeps it.
+    eval_posts = val_posts
+    if real_holdout is not None and len(real_holdout) >= MIN_HOLDOUT_ROWS:
+        eval_posts = real_holdout
+    elif real_holdout is not None:
+        few = (
+            f"only {len(real_holdout)} held-out real posts (fewer than {MIN_HOLDOUT_ROWS}): the written validation "
+            "split picks the epoch; label more posts or raise --real-holdout"
+        )
+        log.warning("WARNING: %s", few)
+        data_warnings.append(few)
+    eval_ds = tokenize(eval_posts, tokenizer, model_cfg.max_length, model_cfg.head)
 
     run_id = train_cfg.run_id or new_run_id()
     run_dir = Path(train_cfg.output_dir) / run_id
@@ -314,13 +399,14 @@ def train(
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=val_ds,
+        eval_dataset=eval_ds,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_threshold_metrics(schema.names),
         callbacks=callbacks,
         pos_weight=pos_weights(train_posts.y, train_cfg.pos_weight_cap, train_posts.known),
         distill_weight=train_cfg.distill_weight if soft is not None else 0.0,
+        row_weights=weights is not None,
     )
     try:
         result = trainer.train()
@@ -341,8 +427,23 @@ def train(
         )
     # Validation probabilities come from the saved run through the serving predictor, so the
     # thresholds are tuned on exactly what every prediction path will compute.
-    probs, _ = Predictor(run_dir, threads=train_cfg.threads or None, engine="torch").predict_proba(val_posts.texts)
+    predictor = Predictor(run_dir, threads=train_cfg.threads or None, engine="torch")
+    probs, _ = predictor.predict_proba(val_posts.texts)
     thresholds = tune_thresholds(val_posts.y, probs, schema.names, val_posts.known)
+    real_metrics, thresholds_from = None, dict.fromkeys(schema.names, "validation")
+    if real_holdout is not None:
+        real_probs, _ = predictor.predict_proba(real_holdout.texts)
+        thresholds, thresholds_from = real_thresholds(real_holdout, real_probs, thresholds)
+        real_metrics = write_report(
+            run_dir / "eval" / "real_holdout",
+            real_holdout.y,
+            real_probs,
+            thresholds,
+            schema.names,
+            title=f"givetake {run_id}: held-out real posts ({len(real_holdout)} rows; they tuned the thresholds)",
+            known=real_holdout.known,
+        )
+    del predictor
     save_thresholds(run_dir, thresholds)
     val_metrics = write_report(
         run_dir / "eval" / "validation",
@@ -354,7 +455,7 @@ def train(
         known=val_posts.known,
     )
     history = [h for h in trainer.state.log_history if "eval_macro_f1" in h]
-    metrics = {
+    metrics: dict[str, Any] = {
         "kind": "transformer",
         "run_id": run_id,
         "base_model": model_cfg.base_model,
@@ -363,6 +464,7 @@ def train(
         "schema_version": schema.version,
         "labels": schema.names,
         "validation": val_metrics,
+        "thresholds_from": thresholds_from,
         "data": {
             "train": train_posts.counts(),
             "validation": val_posts.counts(),
@@ -375,9 +477,18 @@ def train(
             "epochs_run": float(trainer.state.epoch or 0),
             "best_checkpoint_metric": trainer.state.best_metric,
             "eval_history": [{"epoch": h.get("epoch"), "macro_f1": h["eval_macro_f1"]} for h in history],
+            "best_epoch_on": "real_holdout" if eval_posts is real_holdout else "validation",
             "threads": torch.get_num_threads(),
         },
     }
+    if real_holdout is not None:
+        metrics["real_holdout"] = real_metrics
+        metrics["data"]["real"] = {
+            "train_rows": real_rows,
+            "holdout": real_holdout.counts(),
+            "loss_weight": train_cfg.real_weight,
+            "sources": sorted(set(real_holdout.sources)),
+        }
     if train_cfg.register:
         metrics["bentoml_tag"] = f"{MODEL_NAME}:{run_id}"
     write_metrics(run_dir, metrics)
