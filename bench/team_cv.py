@@ -8,11 +8,16 @@ stratified by label set; for each fold the default recipe is trained on the ship
 the other 4 folds given as ``--real``, and the fold is scored. Every gold post is scored once, by
 a model that never saw it.
 
+``--recipe continue`` measures the cheaper path instead: start from the ``--baseline`` model
+(``--init-from``) and train on the 4 folds alone (``--data``), their own 20% validation split
+picking the epoch and the thresholds; a few minutes a fold instead of a full training run.
+
 In the same run, without training, the existing model given as ``--baseline`` (the default
 model) is scored on the same folds twice: with its own thresholds, and with thresholds tuned
 on the other 4 folds. That separates what the thresholds buy from what the training buys.
 
-    python bench/team_cv.py --baseline givetake:latest           # about 10 minutes a fold on 2 cores
+    python bench/team_cv.py --baseline givetake:latest           # about 16 minutes a fold on 2 cores
+    python bench/team_cv.py --baseline givetake:latest --recipe continue --epochs 4
     python bench/team_cv.py --baseline givetake:latest --folds 5 --only 1   # one fold, for a quick look
 
 It prints the section and appends it to ``bench/RESULTS.md`` (``--no-append`` only prints).
@@ -87,9 +92,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of the folds and of every training run")
     parser.add_argument("--real-weight", type=float, default=TrainConfig.real_weight)
     parser.add_argument("--real-holdout", type=float, default=DataConfig.real_holdout)
+    parser.add_argument(
+        "--recipe",
+        choices=["real", "continue"],
+        default="real",
+        help="real: corpus + the folds as --real; continue: --init-from the baseline, the folds as --data",
+    )
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="training epochs of each fold's run")
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = parser.parse_args()
     gold = Path(args.gold)
+    if args.recipe == "continue" and not args.baseline:
+        sys.exit("error: --recipe continue starts from the --baseline model; give one")
     if not gold.exists():
         sys.exit(f"skipped: {gold} not found (gold dev lives in ../shared beside the project; a clone has none)")
 
@@ -126,18 +140,20 @@ def main() -> None:
             real_file = Path(tmp) / f"fold{k + 1}-train.jsonl"
             write_rows(posts, rest, real_file)
             t0 = time.time()
-            run_dir = train(
-                ModelConfig(),
-                DataConfig(real=[str(real_file)], real_holdout=args.real_holdout),
-                TrainConfig(
-                    seed=args.seed,
-                    real_weight=args.real_weight,
-                    output_dir=str(Path(tmp) / "models"),
-                    run_id=f"fold{k + 1}",
-                    register=False,
-                ),
-                progress=False,
-            )
+            places = {"output_dir": str(Path(tmp) / "models"), "run_id": f"fold{k + 1}", "register": False}
+            if args.recipe == "real":
+                configs = (
+                    ModelConfig(),
+                    DataConfig(real=[str(real_file)], real_holdout=args.real_holdout),
+                    TrainConfig(seed=args.seed, epochs=args.epochs, real_weight=args.real_weight, **places),
+                )
+            else:
+                configs = (
+                    ModelConfig(init_from=args.baseline),
+                    DataConfig(data=[str(real_file)]),
+                    TrainConfig(seed=args.seed, epochs=args.epochs, **places),
+                )
+            run_dir = train(*configs, progress=False)
             minutes.append((time.time() - t0) / 60)
             model = Predictor(run_dir)
             probs, _ = model.predict_proba([posts.texts[i] for i in test])
@@ -153,7 +169,10 @@ def main() -> None:
         "own": f"`{args.baseline}`, its own thresholds (tuned on the written validation split)",
         "tuned": f"`{args.baseline}`, thresholds tuned on the other {args.folds - 1} folds",
         "real": f"corpus + the other {args.folds - 1} folds as `--real` (weight {args.real_weight:g}, "
-        f"{args.real_holdout:.0%} of them held out for the epoch and thresholds)",
+        f"{args.real_holdout:.0%} of them held out for the epoch and thresholds), {args.epochs} epochs at most"
+        if args.recipe == "real"
+        else f"`--init-from` the baseline, the other {args.folds - 1} folds as `--data` (20% of them for the "
+        f"epoch and thresholds), {args.epochs} epochs at most",
     }
     for key in ("own", "tuned", "real"):
         if preds[key]:
@@ -164,9 +183,19 @@ def main() -> None:
     for r in results:
         cells = " | ".join(f"{r['per_label'][n]:.3f}" for n in names)
         lines.append(f"| {r['name']} | {r['macro_f1']:.3f} | {r['fold_mean']:.3f} ± {r['fold_sd']:.3f} | {cells} |")
+    if fold_f1["own"]:
+        pairs = ", ".join(
+            f"fold {k + 1} {a:.3f} → {b:.3f}" for k, a, b in zip(chosen, fold_f1["own"], fold_f1["real"], strict=True)
+        )
+        gains = sum(b > a for a, b in zip(fold_f1["own"], fold_f1["real"], strict=True))
+        lines += [
+            "",
+            f"Per fold, the baseline with its own thresholds → trained: {pairs} (gains in {gains} of {len(chosen)}).",
+        ]
     best = results[-1]["macro_f1"]
     body = (
-        f"`python bench/team_cv.py --baseline {args.baseline}` with {args.folds} folds stratified by label set "
+        f"`python bench/team_cv.py --baseline {args.baseline} --recipe {args.recipe} --epochs {args.epochs}` "
+        f"with {args.folds} folds stratified by label set "
         f"(seed {args.seed}), folds run: {', '.join(str(k + 1) for k in chosen)}; {len(y_all)} gold dev posts "
         f"scored, each by a model that never saw it. Training: {np.mean(minutes):.1f} min a fold. {where}.\n\n"
         + "\n".join(lines)
