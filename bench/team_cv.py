@@ -194,7 +194,7 @@ def main() -> None:
         ]
     best = results[-1]["macro_f1"]
     body = (
-        f"`python bench/team_cv.py --baseline {args.baseline} --recipe {args.recipe} --epochs {args.epochs}` "
+        f"`python bench/team_cv.py {' '.join(sys.argv[1:])}` "
         f"with {args.folds} folds stratified by label set "
         f"(seed {args.seed}), folds run: {', '.join(str(k + 1) for k in chosen)}; {len(y_all)} gold dev posts "
         f"scored, each by a model that never saw it. Training: {np.mean(minutes):.1f} min a fold. {where}.\n\n"
