@@ -218,8 +218,8 @@ def test_masked_cells_do_not_count_in_the_loss() -> None:
     trainer_cls: Any = _trainer_class()
     logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
     model = lambda **_: SimpleNamespace(logits=logits)  # noqa: E731
-    me = SimpleNamespace(pos_weight=None, distill_weight=0.0)
-    me._bce = lambda lg, t: trainer_cls._bce(me, lg, t)
+    me = SimpleNamespace(pos_weight=None, distill_weight=0.0, row_weights=False)
+    me._bce = lambda lg, t, w=None: trainer_cls._bce(me, lg, t, w)
     masked = trainer_cls.compute_loss(me, model, {"labels": torch.tensor([[1.0, -1.0], [0.0, -1.0]])})
     only_known = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], torch.tensor([1.0, 0.0]))
     assert float(masked) == pytest.approx(float(only_known))
