@@ -26,7 +26,6 @@ It prints the section and appends it to ``bench/RESULTS.md`` (``--no-append`` on
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -45,9 +44,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench.common import append_results, machine  # noqa: E402
 from givetake.core.predictor import Predictor  # noqa: E402
 from givetake.core.thresholds import apply_thresholds, tune_thresholds  # noqa: E402
+from givetake.labels.schema import load_schema  # noqa: E402
 from givetake.training.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from givetake.training.data import LabelledPosts, label_strata, load_posts  # noqa: E402
 from givetake.training.evaluate import compute_metrics  # noqa: E402
+from givetake.training.importers import write_jsonl  # noqa: E402
 from givetake.training.train import train  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -64,10 +65,10 @@ def folds(posts: LabelledPosts, k: int, seed: int) -> list[np.ndarray]:
 
 def write_rows(posts: LabelledPosts, idx: np.ndarray, path: Path) -> None:
     """The rows at ``idx`` as JSONL in the training format (kept in a temporary folder only)."""
-    with path.open("w", encoding="utf-8") as fh:
-        for i in idx:
-            labels = [n for n, v in zip(posts.label_names, posts.y[i]) if v]
-            fh.write(json.dumps({"text": posts.texts[i], "labels": labels}) + "\n")
+    write_jsonl(
+        [{"text": posts.texts[i], "labels": [n for n, v in zip(posts.label_names, posts.y[i]) if v]} for i in idx],
+        path,
+    )
 
 
 def summary(name: str, y: np.ndarray, pred: np.ndarray, per_fold: list[float], labels: list[str]) -> dict[str, Any]:
@@ -109,11 +110,7 @@ def main() -> None:
 
     started, where = time.time(), machine()
     base = Predictor(args.baseline) if args.baseline else None
-    schema = base.schema if base else None
-    if schema is None:
-        from givetake.labels.schema import load_schema
-
-        schema = load_schema()
+    schema = base.schema if base else load_schema()
     posts = load_posts([gold], schema)
     names = schema.names
     parts = folds(posts, args.folds, args.seed)

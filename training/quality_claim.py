@@ -80,10 +80,10 @@ def quality_lead(
         lines += ["", "Per-label figures: the evaluation sections below.", ""]
     elif metrics.get("real_holdout"):
         m = metrics["real_holdout"]
-        rows = ((metrics.get("data") or {}).get("real") or {}).get("holdout", {}).get("rows", "?")
         per_label = ", ".join(f"`{n}` {v['f1']:.2f}" for n, v in (m.get("per_label") or {}).items())
         lines += [
-            f"**macro-F1 {m['macro_f1']:.3f}** on {rows} held-out real posts of the team's own (`--real`). "
+            f"**macro-F1 {m['macro_f1']:.3f}** on {m.get('rows', '?')} held-out real posts "
+            "of the team's own (`--real`). "
             f"Per label: {per_label}. They picked the epoch and tuned the thresholds, so the figure reads "
             "a little high; `givetake evaluate MODEL --data FILE` on other labelled posts measures it cleanly.",
             "",

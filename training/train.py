@@ -295,9 +295,10 @@ def train(
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
     train_posts, val_posts = posts.subset(train_idx), posts.subset(val_idx)
     corpus_rows = len(train_posts)
-    real_holdout = None
+    real_holdout, real_sources = None, []
     if data_cfg.real:
         real = load_posts(data_cfg.real, schema, data_cfg.text_column, data_cfg.labels_column)
+        real_sources = sorted(set(real.sources))
         real_train_idx, real_holdout_idx = stratified_split(real, data_cfg.real_holdout, train_cfg.seed)
         real_holdout = real.subset(real_holdout_idx)
         train_posts = train_posts.followed_by(real.subset(real_train_idx))
@@ -487,7 +488,7 @@ def train(
             "train_rows": real_rows,
             "holdout": real_holdout.counts(),
             "loss_weight": train_cfg.real_weight,
-            "sources": sorted(set(real_holdout.sources)),
+            "sources": real_sources,
         }
     if train_cfg.register:
         metrics["bentoml_tag"] = f"{MODEL_NAME}:{run_id}"
