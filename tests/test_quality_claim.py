@@ -31,7 +31,7 @@ def _default_config() -> dict[str, Any]:
     return {
         "model": dataclasses.asdict(ModelConfig()),
         "data": dataclasses.asdict(DataConfig()),
-        "train": {**dataclasses.asdict(TrainConfig()), "output_dir": "/elsewhere", "threads": 2},
+        "train": {**dataclasses.asdict(TrainConfig()), "output_dir": "/elsewhere", "threads": 2, "bf16": True},
     }
 
 

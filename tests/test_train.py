@@ -12,6 +12,7 @@ from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
 from givetake.cli import app
+from givetake.core.resources import native_bf16
 from givetake.errors import ConfigError
 from givetake.labels.schema import load_schema
 from givetake.training.base_models import resolve_base_model
@@ -46,6 +47,7 @@ def test_run_directory_holds_everything_to_predict(trained_run: Path) -> None:
 def test_resolved_config_and_metrics_saved(trained_run: Path, small_data: Path) -> None:
     cfg = json.loads((trained_run / "run_config.json").read_text())
     assert cfg["train"]["epochs"] == 2 and cfg["model"]["max_length"] == 48
+    assert cfg["train"]["bf16"] is native_bf16()  # "auto" recorded as what it resolved to on this machine
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert set(metrics["validation"]["per_label"]) == set(load_schema().names)
     assert metrics["data"]["train"]["rows"] + metrics["data"]["validation"]["rows"] == len(
@@ -153,6 +155,10 @@ def test_config_file_values_are_typed(tmp_path: Path) -> None:
     cfg.write_text("learning_rate: 8e-05\nepochs: '3'\nbf16: 'true'\ndata: labels/seed\n")
     _, data, train = build_configs(read_config_file(cfg))
     assert train.learning_rate == pytest.approx(8e-5) and train.epochs == 3 and train.bf16 is True
+    cfg.write_text("bf16: 'no'\n")
+    assert build_configs(read_config_file(cfg))[2].bf16 is False
+    cfg.write_text("epochs: 3\n")
+    assert build_configs(read_config_file(cfg))[2].bf16 is None  # resolved when training starts
     assert data.data == ["labels/seed"]
     cfg.write_text("epochs: many\n")
     with pytest.raises(ConfigError, match="option epochs: cannot read 'many' as int"):

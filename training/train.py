@@ -22,7 +22,7 @@ import numpy as np
 from givetake.core.lexical import LexicalModel
 from givetake.core.predictor import Predictor
 from givetake.core.registry import MODEL_NAME, new_run_id, register, resolve_model, write_metrics
-from givetake.core.resources import available_cores
+from givetake.core.resources import available_cores, native_bf16
 from givetake.core.text import normalize, truncate_ids
 from givetake.core.thresholds import apply_thresholds, save_thresholds, tune_thresholds
 from givetake.errors import ConfigError
@@ -290,6 +290,8 @@ def train(
     torch.set_num_threads(train_cfg.threads or available_cores())
     if train_cfg.learning_rate is None:  # recorded resolved in run_config.json
         train_cfg.learning_rate = INIT_FROM_LEARNING_RATE if model_cfg.init_from else LEARNING_RATE
+    if train_cfg.bf16 is None:  # likewise; bench/RESULTS.md, "Training step", has the speed and quality
+        train_cfg.bf16 = native_bf16()
     schema = load_schema(data_cfg.schema)
     posts = load_posts(data_cfg.data, schema, data_cfg.text_column, data_cfg.labels_column)
     train_idx, val_idx = stratified_split(posts, data_cfg.validation_fraction, train_cfg.seed)
