@@ -8,7 +8,7 @@ the table gives each round and the ratio of the medians. It also says whether th
 in hardware (``givetake.core.resources.native_bf16``), which decides ``--bf16``'s default.
 Needs no ``../shared``; prints the section and appends it to ``bench/RESULTS.md``.
 
-    python bench/train_step.py [--batches 24] [--rounds 3] [--no-append]
+    python bench/train_step.py [--base-model all-mpnet-base-v2] [--batches 24] [--rounds 3] [--no-append]
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def step_rate(model: Any, batches: list[dict[str, Any]], pos_weight: Any, bf16: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base-model", default=None, help="as `givetake train --base-model`; default: the default")
     parser.add_argument("--batches", type=int, default=24, help="length-grouped batches per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per precision, alternating")
     parser.add_argument("--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone")
@@ -75,7 +76,8 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()  # the base model's load report: its new head is expected
 
-    model_cfg, train_cfg = ModelConfig(), TrainConfig()
+    model_cfg = ModelConfig(base_model=args.base_model) if args.base_model else ModelConfig()
+    train_cfg = TrainConfig()
     torch.set_num_threads(available_cores())
     torch.manual_seed(train_cfg.seed)
     schema = load_schema()
@@ -100,7 +102,7 @@ def main() -> None:
             rates[name].append(step_rate(model, batches, pos_weight, bf16=name == "bf16"))
     fp32, bf16 = statistics.median(rates["fp32"]), statistics.median(rates["bf16"])
     lines = [
-        f"`python bench/train_step.py --batches {args.batches} --rounds {args.rounds}`: base model "
+        f"`python bench/train_step.py {' '.join(sys.argv[1:])}`: base model "
         f"`{model_cfg.base_model}`, {len(batches)} length-grouped batches of {train_cfg.batch_size} corpus posts "
         f"(mean padded length {padded:.0f} tokens), forward + BCE + backward + AdamW step, rounds alternating. "
         f"Machine: {machine()}. Native bf16 (AVX-512 BF16 or AMX): **{'yes' if native_bf16() else 'no'}**, so "
