@@ -101,12 +101,13 @@ def main() -> None:
         for name in rates:
             rates[name].append(step_rate(model, batches, pos_weight, bf16=name == "bf16"))
     fp32, bf16 = statistics.median(rates["fp32"]), statistics.median(rates["bf16"])
+    native = "yes" if native_bf16() else "no"
     lines = [
         f"`python bench/train_step.py {' '.join(sys.argv[1:])}`: base model "
         f"`{model_cfg.base_model}`, {len(batches)} length-grouped batches of {train_cfg.batch_size} corpus posts "
         f"(mean padded length {padded:.0f} tokens), forward + BCE + backward + AdamW step, rounds alternating. "
-        f"Machine: {machine()}. Native bf16 (AVX-512 BF16 or AMX): **{'yes' if native_bf16() else 'no'}**, so "
-        f"`givetake train` uses bf16 autocast by default here: **{'yes' if native_bf16() else 'no'}**.",
+        f"Machine: {machine()}. Native bf16 (AVX-512 BF16 or AMX): **{native}**, so "
+        f"`givetake train` uses bf16 autocast by default here: **{native}**.",
         "",
         "| precision | rows/s per round | median rows/s |",
         "|---|---|---:|",
