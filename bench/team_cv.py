@@ -100,6 +100,9 @@ def main() -> None:
         help="real: corpus + the folds as --real; continue: --init-from the baseline, the folds as --data",
     )
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="training epochs of each fold's run")
+    parser.add_argument(
+        "--base-model", default=ModelConfig.base_model, help="base model of each fold's run (--recipe real)"
+    )
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = parser.parse_args()
     gold = Path(args.gold)
@@ -140,7 +143,7 @@ def main() -> None:
             places = {"output_dir": str(Path(tmp) / "models"), "run_id": f"fold{k + 1}", "register": False}
             if args.recipe == "real":
                 configs = (
-                    ModelConfig(),
+                    ModelConfig(base_model=args.base_model),
                     DataConfig(real=[str(real_file)], real_holdout=args.real_holdout),
                     TrainConfig(seed=args.seed, epochs=args.epochs, real_weight=args.real_weight, **places),
                 )
@@ -167,6 +170,7 @@ def main() -> None:
         "tuned": f"`{args.baseline}`, thresholds tuned on the other {args.folds - 1} folds",
         "real": f"corpus + the other {args.folds - 1} folds as `--real` (weight {args.real_weight:g}, "
         f"{args.real_holdout:.0%} of them held out for the epoch and thresholds), {args.epochs} epochs at most"
+        + ("" if args.base_model == ModelConfig.base_model else f", base model `{args.base_model}`")
         if args.recipe == "real"
         else f"`--init-from` the baseline, the other {args.folds - 1} folds as `--data` (20% of them for the "
         f"epoch and thresholds), {args.epochs} epochs at most",
