@@ -335,7 +335,8 @@ def main() -> None:
         f"Python {platform.python_version()}, load average {load_start:.2f} at start.\n\n"
         f"Gold dev (`{gold.name}`), per label:\n\n{label_table(names, model_m, base_m)}\n\n"
         f"Gold dev, per source:\n\n{source_table(names, per_source)}\n\n"
-        f"Speaker checks (metadata, no labels):\n\n{speaker_table(checks) if checks else '(raw posts not found)'}\n\n"
+        "Speaker checks (the speaker from metadata; the last column from gold dev's labels):\n\n"
+        f"{speaker_table(checks) if checks else '(raw posts not found)'}\n\n"
         f"{verdict(model_m, checks)}\n"
     )
     print(section)

@@ -19,6 +19,7 @@ on the other 4 folds. That separates what the thresholds buy from what the train
     python bench/team_cv.py --baseline givetake:latest           # about 16 minutes a fold on 2 cores
     python bench/team_cv.py --baseline givetake:latest --recipe continue --epochs 4
     python bench/team_cv.py --baseline givetake:latest --folds 5 --only 1   # one fold, for a quick look
+    python bench/team_cv.py --baseline MPNET_RUN --base-model all-mpnet-base-v2 --epochs 3   # the quality choice
 
 It prints the section and appends it to ``bench/RESULTS.md`` (``--no-append`` only prints).
 """
@@ -108,6 +109,8 @@ def main() -> None:
     gold = Path(args.gold)
     if args.recipe == "continue" and not args.baseline:
         sys.exit("error: --recipe continue starts from the --baseline model; give one")
+    if args.recipe == "continue" and args.base_model != ModelConfig.base_model:
+        sys.exit("error: --base-model is for --recipe real; --recipe continue starts from the --baseline model")
     if not gold.exists():
         sys.exit(f"skipped: {gold} not found (gold dev lives in ../shared beside the project; a clone has none)")
 
