@@ -113,7 +113,9 @@ def test_spark_recipe_scores_frames_like_givetake_score(trained_run: Path, tmp_p
     expected = {r["id"]: r for r in read_output(tmp_path / "o.jsonl")}
     for _, row in out[out["error"].isna()].iterrows():
         assert list(row["labels"]) == expected[row["id"]]["labels"]
-        assert row["score_ask"] == pytest.approx(expected[row["id"]]["score_ask"], abs=1e-4)
+        # Both sides are rounded to 4 places from float32 scores of differently padded batches (12 + 8
+        # rows against 20), so a score on a rounding edge may land one unit apart: allow 1.5 units.
+        assert row["score_ask"] == pytest.approx(expected[row["id"]]["score_ask"], abs=1.5e-4)
 
 
 def test_engine_ray_without_ray_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
